@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what building and testing need on a fresh Debian 12 machine:
+# the HDF5 C library, pkg-config and g++ (libzmq is built from source by the
+# zmq crate), and the Python packages the tests use as independent clients.
+set -euo pipefail
+
+need_apt=()
+for pkg in libhdf5-dev pkg-config g++; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+if [ "${#need_apt[@]}" -gt 0 ]; then
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    echo "setup: installing ${need_apt[*]}" >&2
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if ! python3 -c 'import h5py, zmq, numpy' >/dev/null 2>&1; then
+    echo "setup: installing Python test clients (h5py, pyzmq, numpy)" >&2
+    python3 -m pip install --quiet --disable-pip-version-check h5py pyzmq numpy 2>/dev/null \
+        || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages h5py pyzmq numpy
+fi

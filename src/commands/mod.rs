@@ -1,0 +1,24 @@
+//! One module per subcommand; each takes its parsed arguments and returns an
+//! `anyhow` error with context for the binary edge to print.
+
+mod eval;
+mod simulate;
+mod train;
+
+pub use eval::{evaluate, EvalReport};
+
+use crate::cli::{Cli, Command};
+
+/// A usage or configuration error: the binary exits with code 64.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Simulate(a) => simulate::run(a),
+        Command::Train(a) => train::run(a),
+        Command::Eval(a) => eval::run(a),
+    }
+}

@@ -1,0 +1,128 @@
+//! `alternator train`: fit a model on recordings and write a model file.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Deserialize;
+use tracing::info;
+
+use crate::cli::{DatasetPaths, TrainArgs};
+use crate::model::file::{DataSource, ModelFile, ModelMeta, TrainingInfo};
+use crate::model::train::{train, TrainConfig, TrainError, TrainOutcome, TrainSet};
+use crate::recording::{file_hash, ReadOptions, Recording};
+
+use super::UsageError;
+
+/// A training config file: a `[train]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrainFile {
+    #[serde(default)]
+    train: TrainConfig,
+}
+
+/// Reads and validates a TOML file holding a `[train]` table.
+pub fn load_train_config(path: &Path) -> anyhow::Result<TrainConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
+    let f: TrainFile = toml::from_str(&text).map_err(|e| UsageError(format!("config {}: {e}", path.display())))?;
+    let errs = f.train.validate("train.");
+    if !errs.is_empty() {
+        return Err(UsageError(format!("config {} is invalid:\n  {}", path.display(), errs.join("\n  "))).into());
+    }
+    Ok(f.train)
+}
+
+/// Read options from the command line's dataset paths.
+pub fn read_options(p: &DatasetPaths) -> ReadOptions {
+    let mut o = ReadOptions { spikes_path: p.spikes_path.clone(), ..ReadOptions::default() };
+    if let Some(b) = &p.behavior_path {
+        o.behavior_path = Some(b.clone());
+    }
+    o
+}
+
+/// Reads recordings, trains, and returns the model file (not yet saved).
+pub fn train_from_files(
+    files: &[PathBuf],
+    opts: &ReadOptions,
+    cfg: &TrainConfig,
+    parent: Option<String>,
+    progress: &mut dyn FnMut(&crate::model::train::EpochInfo),
+) -> anyhow::Result<(ModelFile, TrainOutcome)> {
+    let mut recs = Vec::new();
+    let mut sources = Vec::new();
+    for f in files {
+        let rec = Recording::read(f, opts).with_context(|| format!("reading training recording {}", f.display()))?;
+        sources.push(DataSource {
+            path: f.display().to_string(),
+            hash: file_hash(f).with_context(|| format!("hashing {}", f.display()))?,
+            bins: rec.n_bins(),
+            spikes_path: opts.spikes_path.clone(),
+            behavior_path: opts.behavior_path.clone(),
+        });
+        recs.push(rec);
+    }
+    let sets: Vec<TrainSet<'_>> = recs
+        .iter()
+        .map(|r| TrainSet { spikes: &r.spikes, behavior: r.behavior.as_ref(), behavior_valid: r.behavior_valid.as_deref() })
+        .collect();
+    let outcome = train(&sets, cfg, progress).map_err(|e| match e {
+        TrainError::Config(_) => anyhow::Error::from(UsageError(e.to_string())),
+        other => anyhow::Error::from(other),
+    })?;
+    let info = TrainingInfo { data: sources, config: cfg.clone(), report: outcome.report.clone() };
+    let meta = ModelMeta::new(&outcome.model, Some(info), parent);
+    Ok((ModelFile { model: outcome.model.clone(), meta }, outcome))
+}
+
+pub fn run(a: TrainArgs) -> anyhow::Result<()> {
+    let mut cfg = match &a.config {
+        Some(p) => load_train_config(p)?,
+        None => TrainConfig::default(),
+    };
+    if let Some(s) = a.seed {
+        cfg.seed = s;
+    }
+    if let Some(e) = a.epochs {
+        cfg.max_epochs = e;
+    }
+    let opts = read_options(&a.paths);
+    let bar = if a.quiet { ProgressBar::hidden() } else { ProgressBar::new(cfg.max_epochs as u64) };
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] epoch {pos}/{len} {msg}")
+            .expect("invariant: static template parses")
+            .progress_chars("=> "),
+    );
+    let mut progress = |e: &crate::model::train::EpochInfo| {
+        bar.set_position(e.epoch as u64);
+        bar.set_message(format!("loss {:.5} val R² {:.4} val x-mse {:.4} ({:.2} s/epoch)", e.train_loss, e.val_r2, e.val_x_mse, e.seconds));
+    };
+    let (file, outcome) = train_from_files(&a.data, &opts, &cfg, None, &mut progress)?;
+    bar.finish();
+    file.save(&a.out).with_context(|| format!("saving model to {}", a.out.display()))?;
+    let r = &outcome.report;
+    info!(
+        path = %a.out.display(),
+        id = %file.meta.id,
+        epochs = r.epochs_run,
+        best_epoch = r.best_epoch,
+        seconds = format!("{:.1}", r.seconds),
+        seconds_per_epoch = format!("{:.3}", r.seconds_per_epoch),
+        val_r2 = format!("{:.4}", r.val_r2_mean),
+        "Model trained and saved."
+    );
+    println!(
+        "trained {} epochs (best {}) in {:.1} s ({:.3} s/epoch) on {} bins; validation R² {:.4} per dim {:?}; model {} -> {}",
+        r.epochs_run,
+        r.best_epoch,
+        r.seconds,
+        r.seconds_per_epoch,
+        r.train_bins,
+        r.val_r2_mean,
+        r.val_r2.iter().map(|v| (v * 1e4).round() / 1e4).collect::<Vec<_>>(),
+        file.meta.id,
+        a.out.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,293 @@
+//! The per-bin streaming update (MODEL.md, "Streaming inference") as tight
+//! `f32` loops over exported weights. This is what `eval`, replay and the
+//! daemon run for every bin; candle is used only for training.
+//!
+//! Invariants: after [`StepKernel::new`] no method allocates, locks or logs;
+//! the state is exactly `zhat_{t-1}` plus the preprocessor's causal history,
+//! so two kernels fed the same bins produce bit-identical outputs.
+
+use super::preprocess::Preprocessor;
+use super::spec::{Activation, Mode};
+use super::weights::{Dense, MlpWeights, Model};
+
+/// Output block held in registers while streaming through a layer's weights.
+const BLOCK: usize = 16;
+
+/// `tanh` as a rational minimax approximation (odd degree-13 numerator over
+/// even degree-6 denominator, clamped at |x| = 7.9); max abs error < 1e-6 and
+/// vectorisable, unlike libm's `tanhf`.
+#[inline(always)]
+pub fn fast_tanh(x: f32) -> f32 {
+    const A1: f32 = 4.893_524_6e-3;
+    const A3: f32 = 6.372_619e-4;
+    const A5: f32 = 1.485_722_4e-5;
+    const A7: f32 = 5.122_297e-8;
+    const A9: f32 = -8.604_672e-11;
+    const A11: f32 = 2.000_188e-13;
+    const A13: f32 = -2.760_768_5e-16;
+    const B0: f32 = 4.893_525e-3;
+    const B2: f32 = 2.268_434_7e-3;
+    const B4: f32 = 1.185_347e-4;
+    const B6: f32 = 1.198_258_4e-6;
+    let x = x.clamp(-7.905_311, 7.905_311);
+    let x2 = x * x;
+    let mut p = A13;
+    p = p * x2 + A11;
+    p = p * x2 + A9;
+    p = p * x2 + A7;
+    p = p * x2 + A5;
+    p = p * x2 + A3;
+    p = p * x2 + A1;
+    p *= x;
+    let mut q = B6;
+    q = q * x2 + B4;
+    q = q * x2 + B2;
+    q = q * x2 + B0;
+    p / q
+}
+
+#[inline]
+fn activate(act: Activation, v: &mut [f32]) {
+    match act {
+        Activation::Tanh => v.iter_mut().for_each(|x| *x = fast_tanh(*x)),
+        Activation::Relu => v.iter_mut().for_each(|x| *x = x.max(0.0)),
+    }
+}
+
+/// `out = x W + b` for one layer.
+#[inline]
+pub fn dense_forward(d: &Dense, x: &[f32], out: &mut [f32]) {
+    let n = d.out_dim;
+    let x = &x[..d.in_dim];
+    let mut j0 = 0;
+    while j0 + BLOCK <= n {
+        let mut acc: [f32; BLOCK] = d.b[j0..j0 + BLOCK].try_into().expect("invariant: block within bias");
+        for (i, &xi) in x.iter().enumerate() {
+            let w: &[f32; BLOCK] = d.w[i * n + j0..i * n + j0 + BLOCK].try_into().expect("invariant: block within row");
+            for k in 0..BLOCK {
+                acc[k] += xi * w[k];
+            }
+        }
+        out[j0..j0 + BLOCK].copy_from_slice(&acc);
+        j0 += BLOCK;
+    }
+    for j in j0..n {
+        let mut a = d.b[j];
+        for (i, &xi) in x.iter().enumerate() {
+            a += xi * d.w[i * n + j];
+        }
+        out[j] = a;
+    }
+}
+
+/// Runs an MLP on `x` into `out`, using two scratch buffers of at least
+/// `net.max_width()` values.
+pub fn mlp_forward(net: &MlpWeights, act: Activation, x: &[f32], out: &mut [f32], sa: &mut [f32], sb: &mut [f32]) {
+    let last = net.layers.len() - 1;
+    for (i, layer) in net.layers.iter().enumerate() {
+        let n = layer.out_dim;
+        if i == last {
+            let src: &[f32] = if i == 0 { x } else if i % 2 == 1 { &sa[..] } else { &sb[..] };
+            dense_forward(layer, src, &mut out[..n]);
+        } else if i == 0 {
+            dense_forward(layer, x, &mut sa[..n]);
+            activate(act, &mut sa[..n]);
+        } else if i % 2 == 1 {
+            dense_forward(layer, sa, &mut sb[..n]);
+            activate(act, &mut sb[..n]);
+        } else {
+            dense_forward(layer, sb, &mut sa[..n]);
+            activate(act, &mut sa[..n]);
+        }
+    }
+}
+
+/// Streaming alternator state for one stream.
+#[derive(Debug, Clone)]
+pub struct StepKernel {
+    model: Model,
+    pre: Preprocessor,
+    c1: f32,
+    c2: f32,
+    cx: f32,
+    z: Vec<f32>,
+    u: Vec<f32>,
+    xin: Vec<f32>,
+    xpred: Vec<f32>,
+    sa: Vec<f32>,
+    sb: Vec<f32>,
+    track_prediction: bool,
+    last_error: f32,
+}
+
+impl StepKernel {
+    /// A kernel at `zhat_0 = 0` with empty history. The model must have passed
+    /// [`Model::check_shapes`] (model files do on load).
+    pub fn new(model: Model) -> Self {
+        let s = &model.spec;
+        let width = model.ftn.max_width().max(model.otn.max_width());
+        Self {
+            pre: Preprocessor::new(s, &model.stats),
+            c1: s.c1(),
+            c2: s.c2(),
+            cx: s.cx(),
+            z: vec![0.0; s.dz],
+            u: vec![0.0; s.dz],
+            xin: vec![0.0; s.dx_in()],
+            xpred: vec![0.0; s.channels],
+            sa: vec![0.0; width],
+            sb: vec![0.0; width],
+            track_prediction: false,
+            last_error: f32::NAN,
+            model,
+        }
+    }
+
+    /// The model this kernel runs.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Input channels per bin.
+    pub fn channels(&self) -> usize {
+        self.model.spec.channels
+    }
+
+    /// Output values per bin (behaviour dims, or latent dims in latent mode).
+    pub fn out_dim(&self) -> usize {
+        self.model.spec.dz
+    }
+
+    /// When on, every observed step also computes the OTN's prediction of the
+    /// bin before seeing it, giving [`Self::last_prediction_error`] (costs one
+    /// OTN pass per bin).
+    pub fn set_track_prediction(&mut self, on: bool) {
+        self.track_prediction = on;
+    }
+
+    /// Back to `zhat = 0` and an empty history.
+    pub fn reset(&mut self) {
+        self.z.iter_mut().for_each(|v| *v = 0.0);
+        self.pre.reset();
+        self.last_error = f32::NAN;
+    }
+
+    /// The latent state `zhat_t` (normalised units).
+    pub fn latent(&self) -> &[f32] {
+        &self.z
+    }
+
+    /// Replaces the latent state (e.g. carried over to a new model).
+    pub fn set_latent(&mut self, z: &[f32]) {
+        self.z.copy_from_slice(z);
+    }
+
+    /// `||x_t - xhat_t||` (normalised units, RMS over channels) of the last
+    /// observed step, when prediction tracking is on; NaN otherwise.
+    pub fn last_prediction_error(&self) -> f32 {
+        self.last_error
+    }
+
+    fn predict_x(&mut self) {
+        mlp_forward(&self.model.otn, self.model.spec.activation, &self.z, &mut self.xpred, &mut self.sa, &mut self.sb);
+        let cx = self.cx;
+        self.xpred.iter_mut().for_each(|v| *v *= cx);
+    }
+
+    fn ftn_update(&mut self, out: &mut [f32]) {
+        self.pre.stacked_into(&mut self.xin);
+        mlp_forward(&self.model.ftn, self.model.spec.activation, &self.xin, &mut self.u, &mut self.sa, &mut self.sb);
+        for (z, u) in self.z.iter_mut().zip(&self.u) {
+            *z = self.c1 * u + self.c2 * *z;
+        }
+        self.write_output(out);
+    }
+
+    fn write_output(&self, out: &mut [f32]) {
+        let st = &self.model.stats;
+        match self.model.spec.mode {
+            Mode::Decoding => {
+                for j in 0..self.z.len() {
+                    out[j] = self.z[j] * st.y_std[j] + st.y_mean[j];
+                }
+            }
+            Mode::Latent => out[..self.z.len()].copy_from_slice(&self.z),
+        }
+    }
+
+    /// One observed bin (`channels` raw values) → `out` (`out_dim` values, behaviour units).
+    pub fn step(&mut self, raw: &[f32], out: &mut [f32]) {
+        if self.track_prediction {
+            self.predict_x();
+        }
+        self.pre.push_observed(raw);
+        if self.track_prediction {
+            let cur = self.pre.current();
+            let mut s = 0.0;
+            for (a, b) in cur.iter().zip(&self.xpred) {
+                s += (a - b) * (a - b);
+            }
+            self.last_error = (s / cur.len() as f32).sqrt();
+        }
+        self.ftn_update(out);
+    }
+
+    /// One missing bin: impute `xhat_t = sqrt(1-sigma_x^2) f(zhat_{t-1})`, then
+    /// the FTN update on it.
+    pub fn step_missing(&mut self, out: &mut [f32]) {
+        self.predict_x();
+        self.pre.push_imputed(&self.xpred);
+        self.ftn_update(out);
+    }
+
+    /// Decodes every row of `raw` (all observed) from the current state,
+    /// returning `[T, out_dim]`. This is offline evaluation: the same steps
+    /// the daemon runs per bin.
+    pub fn decode_matrix(&mut self, raw: &crate::matrix::Matrix) -> crate::matrix::Matrix {
+        let mut out = crate::matrix::Matrix::zeros(raw.rows, self.out_dim());
+        for t in 0..raw.rows {
+            self.step(raw.row(t), out.row_mut(t));
+        }
+        out
+    }
+
+    /// Forecast of the next bin (normalised units, `channels` values) from the
+    /// current state, without advancing it.
+    pub fn forecast_next(&mut self, out: &mut [f32]) {
+        self.predict_x();
+        out.copy_from_slice(&self.xpred);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_tanh_matches_libm() {
+        let mut worst = 0f32;
+        let mut x = -12.0f32;
+        while x < 12.0 {
+            worst = worst.max((fast_tanh(x) - x.tanh()).abs());
+            x += 0.001;
+        }
+        assert!(worst < 2e-6, "max abs error {worst}");
+    }
+
+    #[test]
+    fn dense_matches_naive_for_block_and_remainder_widths() {
+        for out_dim in [3usize, 16, 21, 40] {
+            let in_dim = 5;
+            let w: Vec<f32> = (0..in_dim * out_dim).map(|k| ((k * 7 % 11) as f32 - 5.0) * 0.1).collect();
+            let b: Vec<f32> = (0..out_dim).map(|k| k as f32 * 0.01).collect();
+            let d = Dense { in_dim, out_dim, w: w.clone(), b: b.clone() };
+            let x = [0.5, -1.0, 2.0, 0.0, 0.25];
+            let mut out = vec![0.0; out_dim];
+            dense_forward(&d, &x, &mut out);
+            for j in 0..out_dim {
+                let want: f32 = b[j] + (0..in_dim).map(|i| x[i] * w[i * out_dim + j]).sum::<f32>();
+                assert!((out[j] - want).abs() < 1e-5, "j {j}: {} vs {want}", out[j]);
+            }
+        }
+    }
+}
