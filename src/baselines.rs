@@ -123,18 +123,9 @@ impl WienerFilter {
     /// whose diagonal is about `T` (features are standardised), so
     /// `ridge ≈ 1e-3·T` is light regularisation; `0` is allowed (a tiny
     /// jitter is then used only if the system is singular).
-    pub fn fit(
-        x: &Matrix,
-        y: &Matrix,
-        lags: usize,
-        ridge: f64,
-    ) -> Result<WienerFilter, BaselineError> {
+    pub fn fit(x: &Matrix, y: &Matrix, lags: usize, ridge: f64) -> Result<WienerFilter, BaselineError> {
         if lags == 0 {
-            return Err(BaselineError::InvalidParameter {
-                what: "lags",
-                value: 0.0,
-                expected: "at least 1",
-            });
+            return Err(BaselineError::InvalidParameter { what: "lags", value: 0.0, expected: "at least 1" });
         }
         if !(ridge.is_finite() && ridge >= 0.0) {
             return Err(BaselineError::InvalidParameter {
@@ -178,25 +169,13 @@ impl WienerFilter {
                 }
             }
         }
-        let weights = solve_spd(
-            &gram,
-            n,
-            &cross,
-            b,
-            "Wiener normal equations (X'X + ridge*I)",
-        )?;
+        let weights = solve_spd(&gram, n, &cross, b, "Wiener normal equations (X'X + ridge*I)")?;
         let mut bias = y_mean;
         for (p, &fm) in f_mean.iter().enumerate() {
             axpy(&mut bias, -fm, &weights[p * b..(p + 1) * b]);
         }
         ensure_finite(&weights, "Wiener weights")?;
-        Ok(WienerFilter {
-            lags,
-            outputs: b,
-            scaler,
-            weights,
-            bias,
-        })
+        Ok(WienerFilter { lags, outputs: b, scaler, weights, bias })
     }
 
     /// Decodes `x` `[T', C]` into behaviour `[T', B]`, causally and starting
@@ -205,10 +184,7 @@ impl WienerFilter {
     /// Panics (a caller bug) if `x` does not have the training channel count.
     pub fn predict(&self, x: &Matrix) -> Matrix {
         let c = self.channels();
-        assert_eq!(
-            x.cols, c,
-            "invariant: Wiener predict needs the training channel count"
-        );
+        assert_eq!(x.cols, c, "invariant: Wiener predict needs the training channel count");
         let (b, t) = (self.outputs, x.rows);
         let z = self.scaler.apply(x);
         let mut out = Matrix::zeros(t, b);
@@ -352,24 +328,12 @@ impl KalmanDecoder {
         for a in 0..c {
             for k in 0..b {
                 let hk = p.h[a * b + k];
-                axpy(
-                    &mut info[k * b..(k + 1) * b],
-                    hk,
-                    &qinv_h[a * b..(a + 1) * b],
-                );
+                axpy(&mut info[k * b..(k + 1) * b], hk, &qinv_h[a * b..(a + 1) * b]);
             }
         }
         symmetrise(&mut info, b);
         ensure_finite(&ht_qinv, "Kalman H'Q^-1")?;
-        Ok(KalmanDecoder {
-            scaler: p.scaler,
-            y_mean: p.y_mean,
-            a: p.a,
-            w: p.w,
-            p0: p.p0,
-            ht_qinv,
-            info,
-        })
+        Ok(KalmanDecoder { scaler: p.scaler, y_mean: p.y_mean, a: p.a, w: p.w, p0: p.p0, ht_qinv, info })
     }
 
     /// Decodes `x` `[T', C]` into behaviour `[T', B]` with the causal
@@ -378,10 +342,7 @@ impl KalmanDecoder {
     /// Panics (a caller bug) if `x` does not have the training channel count.
     pub fn predict(&self, x: &Matrix) -> Matrix {
         let c = self.channels();
-        assert_eq!(
-            x.cols, c,
-            "invariant: Kalman predict needs the training channel count"
-        );
+        assert_eq!(x.cols, c, "invariant: Kalman predict needs the training channel count");
         let b = self.outputs();
         let mut out = Matrix::zeros(x.rows, b);
         let mut z = vec![0.0; c];
@@ -406,18 +367,12 @@ impl KalmanDecoder {
             // Update in information form: P = (P⁻⁻¹ + HᵀQ⁻¹H)⁻¹,
             // s = s⁻ + P (HᵀQ⁻¹ z − HᵀQ⁻¹H s⁻).
             let is_ok = invert_spd(&p_prior, b, &mut info_post, &mut factor);
-            assert!(
-                is_ok,
-                "invariant: Kalman prior covariance is positive definite (W is, by construction)"
-            );
+            assert!(is_ok, "invariant: Kalman prior covariance is positive definite (W is, by construction)");
             for (ip, &m) in info_post.iter_mut().zip(&self.info) {
                 *ip += m;
             }
             let is_ok = invert_spd(&info_post, b, &mut p, &mut factor);
-            assert!(
-                is_ok,
-                "invariant: Kalman posterior information is positive definite"
-            );
+            assert!(is_ok, "invariant: Kalman posterior information is positive definite");
             mat_vec(&self.ht_qinv, b, c, &z, &mut v);
             for (vk, info_row) in v.iter_mut().zip(self.info.chunks_exact(b)) {
                 *vk -= dot(info_row, &s_prior);
@@ -503,23 +458,10 @@ impl KalmanParams {
         }
         let mut p0: Vec<f64> = state_cov.iter().map(|v| v * inv_t).collect();
         add_diagonal_floor(&mut p0, b);
-        for (m, what) in [
-            (&a, "Kalman A"),
-            (&w, "Kalman W"),
-            (&h, "Kalman H"),
-            (&q, "Kalman Q"),
-        ] {
+        for (m, what) in [(&a, "Kalman A"), (&w, "Kalman W"), (&h, "Kalman H"), (&q, "Kalman Q")] {
             ensure_finite(m, what)?;
         }
-        Ok(KalmanParams {
-            scaler,
-            y_mean,
-            a,
-            w,
-            h,
-            q,
-            p0,
-        })
+        Ok(KalmanParams { scaler, y_mean, a, w, h, q, p0 })
     }
 }
 
@@ -570,11 +512,7 @@ impl Standardizer {
 /// Validates the shapes and values of a training pair.
 fn check_training(x: &Matrix, y: &Matrix, needed: usize) -> Result<(), BaselineError> {
     if x.cols == 0 {
-        return Err(BaselineError::ShapeMismatch {
-            what: "spike channels (need at least one)",
-            expected: 1,
-            got: 0,
-        });
+        return Err(BaselineError::ShapeMismatch { what: "spike channels (need at least one)", expected: 1, got: 0 });
     }
     if y.cols == 0 {
         return Err(BaselineError::ShapeMismatch {
@@ -591,18 +529,11 @@ fn check_training(x: &Matrix, y: &Matrix, needed: usize) -> Result<(), BaselineE
         });
     }
     if x.rows < needed {
-        return Err(BaselineError::TooFewBins {
-            needed,
-            got: x.rows,
-        });
+        return Err(BaselineError::TooFewBins { needed, got: x.rows });
     }
     for (m, what) in [(x, "spikes"), (y, "behaviour")] {
         if let Some(i) = m.data.iter().position(|v| !v.is_finite()) {
-            return Err(BaselineError::NonFinite {
-                what,
-                row: i / m.cols,
-                col: i % m.cols,
-            });
+            return Err(BaselineError::NonFinite { what, row: i / m.cols, col: i % m.cols });
         }
     }
     Ok(())
@@ -640,11 +571,7 @@ fn centred(m: &Matrix, mean: &[f64]) -> Vec<f64> {
 /// covariance estimated from degenerate data stays positive definite.
 fn add_diagonal_floor(m: &mut [f64], n: usize) {
     let mean_diag = (0..n).map(|i| m[i * n + i]).sum::<f64>() / n as f64;
-    let eps = if mean_diag > 0.0 {
-        1e-9 * mean_diag
-    } else {
-        1e-12
-    };
+    let eps = if mean_diag > 0.0 { 1e-9 * mean_diag } else { 1e-12 };
     for i in 0..n {
         m[i * n + i] += eps;
     }
@@ -685,11 +612,7 @@ fn mat_mul(a: &[f64], b: &[f64], n: usize, k: usize, m: usize, out: &mut [f64]) 
     out[..n * m].iter_mut().for_each(|v| *v = 0.0);
     for i in 0..n {
         for l in 0..k {
-            axpy(
-                &mut out[i * m..(i + 1) * m],
-                a[i * k + l],
-                &b[l * m..(l + 1) * m],
-            );
+            axpy(&mut out[i * m..(i + 1) * m], a[i * k + l], &b[l * m..(l + 1) * m]);
         }
     }
 }
@@ -792,13 +715,7 @@ fn cholesky_solve_in_place(l: &[f64], n: usize, rhs: &mut [f64], m: usize) {
 
 /// Solves `a X = rhs` for symmetric positive-definite `a` (`n × n`) and
 /// `rhs` `n × m`, with the jitter fallback of [`factor_with_jitter`].
-fn solve_spd(
-    a: &[f64],
-    n: usize,
-    rhs: &[f64],
-    m: usize,
-    what: &'static str,
-) -> Result<Vec<f64>, BaselineError> {
+fn solve_spd(a: &[f64], n: usize, rhs: &[f64], m: usize, what: &'static str) -> Result<Vec<f64>, BaselineError> {
     let mut l = vec![0.0; n * n];
     if !factor_with_jitter(a, n, &mut l) {
         return Err(BaselineError::Singular { what });
@@ -856,9 +773,7 @@ mod tests {
         let mut a = a.to_vec();
         let mut b = b.to_vec();
         for col in 0..n {
-            let piv = (col..n)
-                .max_by(|&i, &j| a[i * n + col].abs().total_cmp(&a[j * n + col].abs()))
-                .unwrap();
+            let piv = (col..n).max_by(|&i, &j| a[i * n + col].abs().total_cmp(&a[j * n + col].abs())).unwrap();
             for k in 0..n {
                 a.swap(col * n + k, piv * n + k);
             }
@@ -888,16 +803,11 @@ mod tests {
     }
 
     fn identity(n: usize) -> Vec<f64> {
-        (0..n * n)
-            .map(|i| if i % (n + 1) == 0 { 1.0 } else { 0.0 })
-            .collect()
+        (0..n * n).map(|i| if i % (n + 1) == 0 { 1.0 } else { 0.0 }).collect()
     }
 
     fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f32::max)
+        a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
     }
 
     // ----- linear algebra -----
@@ -911,11 +821,7 @@ mod tests {
         let mut l = a;
         assert!(cholesky_in_place(&mut l, 3));
         for (i, want) in [(0, 2.0), (3, 1.0), (4, 2.0), (6, 1.0), (7, 1.0), (8, 2.0)] {
-            assert!(
-                (l[i] - want).abs() < 1e-12,
-                "L entry {i}: {} vs {want}",
-                l[i]
-            );
+            assert!((l[i] - want).abs() < 1e-12, "L entry {i}: {} vs {want}", l[i]);
         }
         let x = solve_spd(&a, 3, &[14.0, 21.0, 26.0], 1, "test").unwrap();
         for (got, want) in x.iter().zip([1.0, 2.0, 3.0]) {
@@ -923,20 +829,12 @@ mod tests {
         }
         // Two right-hand sides at once: columns x and 2x.
         let x2 = solve_spd(&a, 3, &[14.0, 28.0, 21.0, 42.0, 26.0, 52.0], 2, "test").unwrap();
-        assert!(x2
-            .iter()
-            .zip([1.0, 2.0, 2.0, 4.0, 3.0, 6.0])
-            .all(|(g, w)| (g - w).abs() < 1e-12));
+        assert!(x2.iter().zip([1.0, 2.0, 2.0, 4.0, 3.0, 6.0]).all(|(g, w)| (g - w).abs() < 1e-12));
         let (mut inv, mut f) = (vec![0.0; 9], vec![0.0; 9]);
         assert!(invert_spd(&a, 3, &mut inv, &mut f));
         let mut prod = vec![0.0; 9];
         mat_mul(&a, &inv, 3, 3, 3, &mut prod);
-        assert!(
-            prod.iter()
-                .zip(identity(3))
-                .all(|(g, w)| (g - w).abs() < 1e-12),
-            "{prod:?}"
-        );
+        assert!(prod.iter().zip(identity(3)).all(|(g, w)| (g - w).abs() < 1e-12), "{prod:?}");
     }
 
     #[test]
@@ -961,10 +859,7 @@ mod tests {
         let b: Vec<f64> = (0..n * 2).map(|_| rng.normal()).collect();
         let x = solve_spd(&a, n, &b, 2, "test").unwrap();
         let reference = gauss_solve(&a, n, &b, 2);
-        assert!(
-            x.iter().zip(&reference).all(|(g, w)| (g - w).abs() < 1e-8),
-            "{x:?} vs {reference:?}"
-        );
+        assert!(x.iter().zip(&reference).all(|(g, w)| (g - w).abs() < 1e-8), "{x:?} vs {reference:?}");
     }
 
     // ----- Wiener filter -----
@@ -1005,10 +900,7 @@ mod tests {
         let (xtr, ytr) = (x.slice_rows(0, 2000), y.slice_rows(0, 2000));
         let (xte, yte) = (x.slice_rows(2000, 2500), y.slice_rows(2000, 2500));
         let wf = WienerFilter::fit(&xtr, &ytr, 5, 1e-3).unwrap();
-        let held_out = Metrics::compute(
-            &yte.slice_rows(4, 500),
-            &wf.predict(&xte).slice_rows(4, 500),
-        );
+        let held_out = Metrics::compute(&yte.slice_rows(4, 500), &wf.predict(&xte).slice_rows(4, 500));
         for (k, r2) in held_out.r2.iter().enumerate() {
             assert!(*r2 > 0.99, "dimension {k}: held-out R² {r2}");
         }
@@ -1032,17 +924,10 @@ mod tests {
         let wf = WienerFilter::fit(&x, &y, lags, ridge).unwrap();
 
         let t = x.rows;
-        let mean: Vec<f64> = (0..c)
-            .map(|ch| x.col(ch).iter().map(|&v| f64::from(v)).sum::<f64>() / t as f64)
-            .collect();
+        let mean: Vec<f64> = (0..c).map(|ch| x.col(ch).iter().map(|&v| f64::from(v)).sum::<f64>() / t as f64).collect();
         let std: Vec<f64> = (0..c)
             .map(|ch| {
-                let var = x
-                    .col(ch)
-                    .iter()
-                    .map(|&v| (f64::from(v) - mean[ch]).powi(2))
-                    .sum::<f64>()
-                    / t as f64;
+                let var = x.col(ch).iter().map(|&v| (f64::from(v) - mean[ch]).powi(2)).sum::<f64>() / t as f64;
                 var.sqrt()
             })
             .collect();
@@ -1053,8 +938,7 @@ mod tests {
                 for i in 0..lags {
                     if r >= i {
                         for ch in 0..c {
-                            d[r * n1 + i * c + ch] =
-                                (f64::from(xm.get(r - i, ch)) - mean[ch]) / std[ch];
+                            d[r * n1 + i * c + ch] = (f64::from(xm.get(r - i, ch)) - mean[ch]) / std[ch];
                         }
                     }
                 }
@@ -1080,9 +964,7 @@ mod tests {
         let mut reference = Matrix::zeros(xnew.rows, b);
         for r in 0..xnew.rows {
             for k in 0..b {
-                reference.row_mut(r)[k] = (0..n1)
-                    .map(|p| dn[r * n1 + p] * beta[p * b + k])
-                    .sum::<f64>() as f32;
+                reference.row_mut(r)[k] = (0..n1).map(|p| dn[r * n1 + p] * beta[p * b + k]).sum::<f64>() as f32;
             }
         }
         let got = wf.predict(&xnew);
@@ -1101,15 +983,8 @@ mod tests {
             x2.row_mut(r).iter_mut().for_each(|v| *v += 10.0);
         }
         let (p1, p2) = (wf.predict(&x), wf.predict(&x2));
-        assert_eq!(
-            p1.slice_rows(0, k + 1),
-            p2.slice_rows(0, k + 1),
-            "rows up to {k} changed"
-        );
-        assert!(
-            max_abs_diff(p1.row(k + 1), p2.row(k + 1)) > 1.0,
-            "the perturbation must matter after {k}"
-        );
+        assert_eq!(p1.slice_rows(0, k + 1), p2.slice_rows(0, k + 1), "rows up to {k} changed");
+        assert!(max_abs_diff(p1.row(k + 1), p2.row(k + 1)) > 1.0, "the perturbation must matter after {k}");
     }
 
     #[test]
@@ -1117,11 +992,7 @@ mod tests {
         let x = Matrix::zeros(10, 3);
         assert_eq!(
             WienerFilter::fit(&x, &Matrix::zeros(9, 2), 2, 1.0).unwrap_err(),
-            BaselineError::ShapeMismatch {
-                what: "behaviour rows (one per spike bin)",
-                expected: 10,
-                got: 9
-            }
+            BaselineError::ShapeMismatch { what: "behaviour rows (one per spike bin)", expected: 10, got: 9 }
         );
         assert_eq!(
             WienerFilter::fit(&x.slice_rows(0, 1), &Matrix::zeros(1, 2), 2, 1.0).unwrap_err(),
@@ -1139,11 +1010,7 @@ mod tests {
         bad.row_mut(4)[2] = f32::NAN;
         assert_eq!(
             WienerFilter::fit(&bad, &Matrix::zeros(10, 2), 2, 1.0).unwrap_err(),
-            BaselineError::NonFinite {
-                what: "spikes",
-                row: 4,
-                col: 2
-            }
+            BaselineError::NonFinite { what: "spikes", row: 4, col: 2 }
         );
         let msg = BaselineError::TooFewBins { needed: 2, got: 1 }.to_string();
         assert!(msg.contains("got 1") && msg.contains("at least 2"), "{msg}");
@@ -1177,12 +1044,7 @@ mod tests {
         fn new(rng: &mut Rng) -> TrueModel {
             let (rho, th) = (0.98f64, 0.1f64);
             TrueModel {
-                a: vec![
-                    rho * th.cos(),
-                    rho * th.sin(),
-                    -rho * th.sin(),
-                    rho * th.cos(),
-                ],
+                a: vec![rho * th.cos(), rho * th.sin(), -rho * th.sin(), rho * th.cos()],
                 w_var: 0.05,
                 h: (0..KC * KB).map(|_| rng.normal()).collect(),
                 q_sd: 0.5,
@@ -1198,9 +1060,7 @@ mod tests {
         }
 
         fn simulate(&self, rng: &mut Rng, t: usize) -> (Matrix, Matrix) {
-            let mut s: Vec<f64> = (0..KB)
-                .map(|_| self.stationary_var().sqrt() * rng.normal())
-                .collect();
+            let mut s: Vec<f64> = (0..KB).map(|_| self.stationary_var().sqrt() * rng.normal()).collect();
             let (mut x, mut y) = (Matrix::zeros(t, KC), Matrix::zeros(t, KB));
             let mut next = vec![0.0; KB];
             for r in 0..t {
@@ -1212,9 +1072,7 @@ mod tests {
                     *o = (sk + base) as f32;
                 }
                 for ch in 0..KC {
-                    let v = dot(&self.h[ch * KB..(ch + 1) * KB], &s)
-                        + self.q_sd * rng.normal()
-                        + self.x_base[ch];
+                    let v = dot(&self.h[ch * KB..(ch + 1) * KB], &s) + self.q_sd * rng.normal() + self.x_base[ch];
                     x.row_mut(r)[ch] = v as f32;
                 }
             }
@@ -1302,10 +1160,7 @@ mod tests {
             }
         }
         let w_diag = [params.w[0], params.w[3]];
-        assert!(
-            w_diag.iter().all(|v| (v - model.w_var).abs() < 0.01),
-            "W diagonal {w_diag:?}"
-        );
+        assert!(w_diag.iter().all(|v| (v - model.w_var).abs() < 0.01), "W diagonal {w_diag:?}");
 
         let decoder = KalmanDecoder::from_params(params.clone()).unwrap();
         let pred = decoder.predict(&xte);
@@ -1318,42 +1173,23 @@ mod tests {
                 zr
             })
             .collect();
-        let reference =
-            covariance_form_filter(&params.a, &params.w, &params.h, &params.q, &params.p0, &z);
+        let reference = covariance_form_filter(&params.a, &params.w, &params.h, &params.q, &params.p0, &z);
         let reference = to_matrix(&reference, &params.y_mean);
         let diff = max_abs_diff(&pred.data, &reference.data);
-        assert!(
-            diff < 1e-4,
-            "information vs covariance form: max |diff| {diff}"
-        );
+        assert!(diff < 1e-4, "information vs covariance form: max |diff| {diff}");
 
         // Near the oracle that knows the true parameters.
         let raw: Vec<Vec<f64>> = (0..xte.rows)
-            .map(|r| {
-                xte.row(r)
-                    .iter()
-                    .zip(&model.x_base)
-                    .map(|(&v, b)| f64::from(v) - b)
-                    .collect()
-            })
+            .map(|r| xte.row(r).iter().zip(&model.x_base).map(|(&v, b)| f64::from(v) - b).collect())
             .collect();
         let w_true: Vec<f64> = identity(KB).iter().map(|v| v * model.w_var).collect();
-        let q_true: Vec<f64> = identity(KC)
-            .iter()
-            .map(|v| v * model.q_sd * model.q_sd)
-            .collect();
-        let p0_true: Vec<f64> = identity(KB)
-            .iter()
-            .map(|v| v * model.stationary_var())
-            .collect();
+        let q_true: Vec<f64> = identity(KC).iter().map(|v| v * model.q_sd * model.q_sd).collect();
+        let p0_true: Vec<f64> = identity(KB).iter().map(|v| v * model.stationary_var()).collect();
         let oracle = covariance_form_filter(&model.a, &w_true, &model.h, &q_true, &p0_true, &raw);
         let oracle_r2 = Metrics::compute(&yte, &to_matrix(&oracle, &model.y_base)).mean_r2();
         let fitted_r2 = Metrics::compute(&yte, &pred).mean_r2();
         assert!(fitted_r2 > 0.9, "decoded R² {fitted_r2}");
-        assert!(
-            fitted_r2 > oracle_r2 - 0.01,
-            "fitted R² {fitted_r2} vs oracle {oracle_r2}"
-        );
+        assert!(fitted_r2 > oracle_r2 - 0.01, "fitted R² {fitted_r2} vs oracle {oracle_r2}");
     }
 
     #[test]
@@ -1368,15 +1204,8 @@ mod tests {
             x2.row_mut(r).iter_mut().for_each(|v| *v -= 5.0);
         }
         let (p1, p2) = (decoder.predict(&x), decoder.predict(&x2));
-        assert_eq!(
-            p1.slice_rows(0, k + 1),
-            p2.slice_rows(0, k + 1),
-            "rows up to {k} changed"
-        );
-        assert!(
-            max_abs_diff(p1.row(k + 1), p2.row(k + 1)) > 0.1,
-            "the perturbation must matter after {k}"
-        );
+        assert_eq!(p1.slice_rows(0, k + 1), p2.slice_rows(0, k + 1), "rows up to {k} changed");
+        assert!(max_abs_diff(p1.row(k + 1), p2.row(k + 1)) > 0.1, "the perturbation must matter after {k}");
     }
 
     #[test]
@@ -1403,29 +1232,17 @@ mod tests {
         );
         assert_eq!(
             KalmanDecoder::fit(&x, &Matrix::zeros(5, 2)).unwrap_err(),
-            BaselineError::ShapeMismatch {
-                what: "behaviour rows (one per spike bin)",
-                expected: 3,
-                got: 5
-            }
+            BaselineError::ShapeMismatch { what: "behaviour rows (one per spike bin)", expected: 3, got: 5 }
         );
         assert_eq!(
             KalmanDecoder::fit(&x, &Matrix::zeros(3, 0)).unwrap_err(),
-            BaselineError::ShapeMismatch {
-                what: "behaviour dimensions (need at least one)",
-                expected: 1,
-                got: 0
-            }
+            BaselineError::ShapeMismatch { what: "behaviour dimensions (need at least one)", expected: 1, got: 0 }
         );
         let mut y = Matrix::zeros(3, 1);
         y.row_mut(2)[0] = f32::INFINITY;
         assert_eq!(
             KalmanDecoder::fit(&x, &y).unwrap_err(),
-            BaselineError::NonFinite {
-                what: "behaviour",
-                row: 2,
-                col: 0
-            }
+            BaselineError::NonFinite { what: "behaviour", row: 2, col: 0 }
         );
     }
 

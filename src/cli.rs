@@ -21,6 +21,98 @@ pub enum Command {
     Train(TrainArgs),
     /// Decode a recording causally and compare with Wiener and Kalman decoders.
     Eval(EvalArgs),
+    /// Run the streaming daemon: ZeroMQ ingest, per-bin decoding, publishing, recording.
+    Serve(ServeArgs),
+    /// Run the daemon on the bundled demo model and feed it the bundled recording.
+    Demo(DemoArgs),
+    /// Publish a recorded session to a daemon as a rig would.
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML config (see config/default.toml); without it the defaults apply.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Model file (overrides model.path).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Ingest endpoint (overrides ingest.endpoint).
+    #[arg(long)]
+    pub ingest: Option<String>,
+    /// Publish endpoint (overrides publish.endpoint).
+    #[arg(long)]
+    pub publish: Option<String>,
+    /// Control endpoint (overrides control.endpoint).
+    #[arg(long)]
+    pub control: Option<String>,
+    /// Session recording directory (overrides record.dir).
+    #[arg(long)]
+    pub record_dir: Option<PathBuf>,
+    /// Versioned models directory (overrides model.models_dir).
+    #[arg(long)]
+    pub models_dir: Option<PathBuf>,
+    /// Do not record sessions.
+    #[arg(long)]
+    pub no_record: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Demo model.
+    #[arg(long, default_value = "recordings/demo-model.safetensors")]
+    pub model: PathBuf,
+    /// Recording to stream.
+    #[arg(long, default_value = "recordings/demo-test.h5")]
+    pub data: PathBuf,
+    /// Replay speed relative to the recorded rate.
+    #[arg(long, default_value_t = 5.0)]
+    pub speed: f64,
+    /// Stop after this many seconds of recording (default: all of it).
+    #[arg(long)]
+    pub seconds: Option<f64>,
+    /// Where the demo's session file goes.
+    #[arg(long, default_value = "recordings/demo-sessions")]
+    pub record_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Session file (HDF5) to publish.
+    pub session: PathBuf,
+    /// Daemon ingest endpoint to connect to.
+    #[arg(long, default_value = "tcp://127.0.0.1:5555")]
+    pub endpoint: String,
+    /// Speed relative to the recorded pace.
+    #[arg(long, default_value_t = 1.0, conflicts_with = "max")]
+    pub speed: f64,
+    /// As fast as possible.
+    #[arg(long)]
+    pub max: bool,
+    /// Start again at the end, until Ctrl-C.
+    #[arg(long = "loop")]
+    pub repeat: bool,
+    /// Start at this many seconds into the recording.
+    #[arg(long, default_value_t = 0.0)]
+    pub from: f64,
+    /// Stop at this many seconds into the recording.
+    #[arg(long)]
+    pub to: Option<f64>,
+    /// Skip every Nth bin (its seq is still used), to exercise gap imputation.
+    #[arg(long)]
+    pub drop_every: Option<u64>,
+    /// Topic for observation frames.
+    #[arg(long, default_value = "spikes")]
+    pub topic: String,
+    /// Daemon control endpoint, asked for its channel count before sending
+    /// (empty string: skip the check).
+    #[arg(long, default_value = "tcp://127.0.0.1:5557")]
+    pub control: String,
+    /// Seconds to wait for the daemon's subscription.
+    #[arg(long, default_value_t = 10.0)]
+    pub wait: f64,
+    #[command(flatten)]
+    pub paths: DatasetPaths,
 }
 
 /// Which synthetic system to simulate.

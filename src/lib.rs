@@ -2,12 +2,24 @@
 //! sequence model. The library holds every part; `main.rs` only dispatches.
 //!
 //! - [`model`]: the alternator (networks, training, per-bin kernel, model files).
+//! - [`recording`]: HDF5 sessions; [`simulate`]: synthetic sessions.
+//! - [`wire`]: protocol v1 frames; [`daemon`]: the streaming daemon;
+//!   [`replay`]: publishing recordings as a rig would.
 //! - [`metrics`], [`baselines`]: scoring and the standard decoders it is compared with.
+//! - [`cli`], [`commands`]: the command line.
 //! - [`matrix`], [`rng`]: small shared utilities.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod baselines;
+pub mod cli;
+pub mod commands;
+pub mod daemon;
 pub mod matrix;
 pub mod metrics;
 pub mod model;
+pub mod recording;
+pub mod replay;
 pub mod rng;
+pub mod simulate;
+pub mod stats_util;
+pub mod wire;

@@ -1,1 +1,22 @@
-fn main() {}
+//! Binary entry point: parse arguments, set up logging, dispatch, map errors
+//! to exit codes (64 for bad usage or configuration, 1 otherwise).
+
+use clap::Parser;
+
+use alternator::commands::{self, UsageError};
+
+fn main() {
+    let cli = alternator::cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(err) = commands::run(cli) {
+        eprintln!("error: {err}");
+        for cause in err.chain().skip(1) {
+            eprintln!("  caused by: {cause}");
+        }
+        let code = if err.downcast_ref::<UsageError>().is_some() { 64 } else { 1 };
+        std::process::exit(code);
+    }
+}

@@ -53,11 +53,7 @@ impl Metrics {
             pred.cols
         );
         if let Some(m) = mask {
-            assert_eq!(
-                m.len(),
-                truth.rows,
-                "invariant: metrics mask needs one entry per row"
-            );
+            assert_eq!(m.len(), truth.rows, "invariant: metrics mask needs one entry per row");
         }
         let is_used = |r: usize| match mask {
             Some(m) => m[r],
@@ -138,17 +134,11 @@ impl ColumnScore {
             }
         }
         if n == 0 {
-            return ColumnScore {
-                r2: f64::NAN,
-                cc: f64::NAN,
-                mae: f64::NAN,
-                rmse: f64::NAN,
-            };
+            return ColumnScore { r2: f64::NAN, cc: f64::NAN, mae: f64::NAN, rmse: f64::NAN };
         }
         let nf = n as f64;
         let (mean_t, mean_p) = (sum_t / nf, sum_p / nf);
-        let (mut ss_tot, mut ss_pred, mut cross, mut ss_res, mut abs_err) =
-            (0.0, 0.0, 0.0, 0.0, 0.0);
+        let (mut ss_tot, mut ss_pred, mut cross, mut ss_res, mut abs_err) = (0.0, 0.0, 0.0, 0.0, 0.0);
         for (t, p) in pairs {
             let (dt, dp, e) = (t - mean_t, p - mean_p, t - p);
             ss_tot += dt * dt;
@@ -157,22 +147,13 @@ impl ColumnScore {
             ss_res += e * e;
             abs_err += e.abs();
         }
-        let r2 = if is_truth_constant {
-            0.0
-        } else {
-            1.0 - ss_res / ss_tot
-        };
+        let r2 = if is_truth_constant { 0.0 } else { 1.0 - ss_res / ss_tot };
         let cc = if is_truth_constant || is_pred_constant {
             0.0
         } else {
             (cross / (ss_tot.sqrt() * ss_pred.sqrt())).clamp(-1.0, 1.0)
         };
-        ColumnScore {
-            r2,
-            cc,
-            mae: abs_err / nf,
-            rmse: (ss_res / nf).sqrt(),
-        }
+        ColumnScore { r2, cc, mae: abs_err / nf, rmse: (ss_res / nf).sqrt() }
     }
 }
 
@@ -262,11 +243,7 @@ mod tests {
         assert_eq!(m.r2, vec![0.0, 0.0]);
         assert_eq!(m.cc, vec![0.0, 0.0]);
         // f32 inputs: 0.3f32 − 0.1f32 is not exactly 0.2.
-        assert!(
-            (m.mae[1] - (0.2 + 0.1 + 0.1) / 5.0).abs() < 1e-7,
-            "mae {}",
-            m.mae[1]
-        );
+        assert!((m.mae[1] - (0.2 + 0.1 + 0.1) / 5.0).abs() < 1e-7, "mae {}", m.mae[1]);
     }
 
     #[test]

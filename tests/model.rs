@@ -60,7 +60,12 @@ fn kernel_matches_candle_forward_over_a_recording() {
         let dev = Device::Cpu;
         let net = AlternatorNet::init(&s, 42, &dev).unwrap();
         let stats = NormStats::fit(&s, &[&x], &[]);
-        let model = Model { spec: s.clone(), stats: stats.clone(), ftn: net.ftn.export().unwrap(), otn: net.otn.export().unwrap() };
+        let model = Model {
+            spec: s.clone(),
+            stats: stats.clone(),
+            ftn: net.ftn.export().unwrap(),
+            otn: net.otn.export().unwrap(),
+        };
         let (x_cur, x_stack) = preprocess_matrix(&s, &stats, &x);
         let xs = Tensor::from_vec(x_stack.data.clone(), (1, x.rows, s.dx_in()), &dev).unwrap();
         let (zhat, xhat) = net.trajectory(&xs, None).unwrap();
@@ -110,7 +115,8 @@ fn imputation_follows_the_model_equations() {
         k2.step(x.row(t), &mut out);
     }
     assert_eq!(k2.latent(), &z_before[..]);
-    let raw: Vec<f32> = forecast.iter().enumerate().map(|(c, v)| v * model.stats.x_std[c] + model.stats.x_mean[c]).collect();
+    let raw: Vec<f32> =
+        forecast.iter().enumerate().map(|(c, v)| v * model.stats.x_std[c] + model.stats.x_mean[c]).collect();
     k2.step(&raw, &mut out);
     for d in 0..2 {
         assert!((k.latent()[d] - k2.latent()[d]).abs() < 1e-5);
@@ -136,7 +142,10 @@ fn training_drives_the_loss_down_and_decodes_held_out_data() {
         ..TrainConfig::default()
     };
     let mut losses = Vec::new();
-    let out = train(&[TrainSet { spikes: &x, behavior: Some(&y), behavior_valid: None }], &cfg, &mut |e| losses.push(e.train_loss)).unwrap();
+    let out = train(&[TrainSet { spikes: &x, behavior: Some(&y), behavior_valid: None }], &cfg, &mut |e| {
+        losses.push(e.train_loss)
+    })
+    .unwrap();
     assert!(losses.len() >= 5);
     assert!(losses.last().unwrap() < &(losses[0] * 0.5), "loss did not fall: {losses:?}");
     assert!(out.report.val_r2_mean > 0.8, "validation R² {}", out.report.val_r2_mean);
@@ -148,7 +157,12 @@ fn training_drives_the_loss_down_and_decodes_held_out_data() {
     // Same seed, same model; another seed, another model.
     let again = train(&[TrainSet { spikes: &x, behavior: Some(&y), behavior_valid: None }], &cfg, &mut |_| {}).unwrap();
     assert_eq!(again.model, out.model);
-    let other = train(&[TrainSet { spikes: &x, behavior: Some(&y), behavior_valid: None }], &TrainConfig { seed: 6, max_epochs: 2, ..cfg.clone() }, &mut |_| {}).unwrap();
+    let other = train(
+        &[TrainSet { spikes: &x, behavior: Some(&y), behavior_valid: None }],
+        &TrainConfig { seed: 6, max_epochs: 2, ..cfg.clone() },
+        &mut |_| {},
+    )
+    .unwrap();
     assert_ne!(other.model.ftn, out.model.ftn);
 }
 
@@ -185,7 +199,12 @@ fn latent_mode_trains_on_next_bin_prediction() {
 fn small_model() -> Model {
     let s = spec(Smoothing::Exponential { tau_bins: 2.0 }, Activation::Tanh);
     let net = AlternatorNet::init(&s, 1, &Device::Cpu).unwrap();
-    Model { spec: s.clone(), stats: NormStats::identity(12, 2), ftn: net.ftn.export().unwrap(), otn: net.otn.export().unwrap() }
+    Model {
+        spec: s.clone(),
+        stats: NormStats::identity(12, 2),
+        ftn: net.ftn.export().unwrap(),
+        otn: net.otn.export().unwrap(),
+    }
 }
 
 #[test]
@@ -201,7 +220,13 @@ fn model_file_round_trips() {
 }
 
 /// Rewrites a saved model's metadata JSON and/or drops a tensor.
-fn tamper(src: &std::path::Path, dst: &std::path::Path, edit_meta: impl Fn(&mut serde_json::Value), drop: Option<&str>, reshape: Option<&str>) {
+fn tamper(
+    src: &std::path::Path,
+    dst: &std::path::Path,
+    edit_meta: impl Fn(&mut serde_json::Value),
+    drop: Option<&str>,
+    reshape: Option<&str>,
+) {
     use safetensors::tensor::{Dtype, SafeTensors, TensorView};
     let bytes = std::fs::read(src).unwrap();
     let (_, md) = SafeTensors::read_metadata(&bytes).unwrap();
@@ -221,7 +246,8 @@ fn tamper(src: &std::path::Path, dst: &std::path::Path, edit_meta: impl Fn(&mut 
         }
         owned.push((name, shape, data));
     }
-    let views: Vec<(String, TensorView)> = owned.iter().map(|(n, s, d)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), d).unwrap())).collect();
+    let views: Vec<(String, TensorView)> =
+        owned.iter().map(|(n, s, d)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), d).unwrap())).collect();
     let info = std::collections::HashMap::from([("alternator".to_string(), meta.to_string())]);
     std::fs::write(dst, safetensors::tensor::serialize(views, Some(info)).unwrap()).unwrap();
 }

@@ -3,7 +3,7 @@
 //! filter and a Kalman filter fitted on the model's training data.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -32,7 +32,14 @@ pub struct DecoderScore {
 
 impl From<&Metrics> for DecoderScore {
     fn from(m: &Metrics) -> Self {
-        Self { r2: m.mean_r2(), cc: m.mean_cc(), mae: m.mean_mae(), rmse: m.mean_rmse(), r2_per_dim: m.r2.clone(), cc_per_dim: m.cc.clone() }
+        Self {
+            r2: m.mean_r2(),
+            cc: m.mean_cc(),
+            mae: m.mean_mae(),
+            rmse: m.mean_rmse(),
+            r2_per_dim: m.r2.clone(),
+            cc_per_dim: m.cc.clone(),
+        }
     }
 }
 
@@ -54,7 +61,12 @@ pub struct EvalReport {
 
 /// Decodes `rec` with `mf` and, when `baseline_files` is non-empty, fits and
 /// scores the baselines on them.
-pub fn evaluate(mf: &ModelFile, rec: &Recording, baseline_files: &[(PathBuf, ReadOptions)], wiener_lags: usize) -> anyhow::Result<EvalReport> {
+pub fn evaluate(
+    mf: &ModelFile,
+    rec: &Recording,
+    baseline_files: &[(PathBuf, ReadOptions)],
+    wiener_lags: usize,
+) -> anyhow::Result<EvalReport> {
     let spec = &mf.model.spec;
     if rec.n_channels() != spec.channels {
         bail!("recording has {} channels but the model expects {}", rec.n_channels(), spec.channels);
@@ -62,7 +74,8 @@ pub fn evaluate(mf: &ModelFile, rec: &Recording, baseline_files: &[(PathBuf, Rea
     if spec.mode != Mode::Decoding {
         bail!("eval scores behaviour decoding; this model is in latent mode");
     }
-    let truth = rec.behavior.as_ref().context("recording has no behaviour dataset to score against (see --behavior-path)")?;
+    let truth =
+        rec.behavior.as_ref().context("recording has no behaviour dataset to score against (see --behavior-path)")?;
     if truth.cols != spec.dz {
         bail!("recording has {} behaviour dims but the model decodes {}", truth.cols, spec.dz);
     }
@@ -79,14 +92,24 @@ pub fn evaluate(mf: &ModelFile, rec: &Recording, baseline_files: &[(PathBuf, Rea
         let mut xs = Vec::new();
         let mut ys = Vec::new();
         for (path, opts) in baseline_files {
-            let r = Recording::read(path, opts).with_context(|| format!("reading baseline training data {}", path.display()))?;
-            let b = r.behavior.with_context(|| format!("baseline training data {} has no behaviour", path.display()))?;
+            let r = Recording::read(path, opts)
+                .with_context(|| format!("reading baseline training data {}", path.display()))?;
+            let b =
+                r.behavior.with_context(|| format!("baseline training data {} has no behaviour", path.display()))?;
             // Only labelled rows are usable for fitting.
             match &r.behavior_valid {
                 Some(m) => {
                     let keep: Vec<usize> = (0..b.rows).filter(|&i| m[i]).collect();
-                    xs.push(Matrix::from_vec(keep.len(), r.spikes.cols, keep.iter().flat_map(|&i| r.spikes.row(i).to_vec()).collect()));
-                    ys.push(Matrix::from_vec(keep.len(), b.cols, keep.iter().flat_map(|&i| b.row(i).to_vec()).collect()));
+                    xs.push(Matrix::from_vec(
+                        keep.len(),
+                        r.spikes.cols,
+                        keep.iter().flat_map(|&i| r.spikes.row(i).to_vec()).collect(),
+                    ));
+                    ys.push(Matrix::from_vec(
+                        keep.len(),
+                        b.cols,
+                        keep.iter().flat_map(|&i| b.row(i).to_vec()).collect(),
+                    ));
                 }
                 None => {
                     xs.push(r.spikes);
@@ -101,16 +124,34 @@ pub fn evaluate(mf: &ModelFile, rec: &Recording, baseline_files: &[(PathBuf, Rea
         let kf = KalmanDecoder::fit(&x, &y).context("fitting the Kalman filter")?;
         kalman = Some(DecoderScore::from(&Metrics::compute_masked(truth, &kf.predict(&rec.spikes), mask)));
     }
-    Ok(EvalReport { alternator: DecoderScore::from(&alt), wiener, kalman, bins: rec.n_bins(), labelled_bins, us_per_bin, decoded })
+    Ok(EvalReport {
+        alternator: DecoderScore::from(&alt),
+        wiener,
+        kalman,
+        bins: rec.n_bins(),
+        labelled_bins,
+        us_per_bin,
+        decoded,
+    })
 }
 
 fn table(r: &EvalReport) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "{:<12} {:>8} {:>8} {:>8} {:>8}   R² per dim", "decoder", "R²", "CC", "MAE", "RMSE");
-    for (name, d) in [("alternator", Some(&r.alternator)), ("wiener", r.wiener.as_ref()), ("kalman", r.kalman.as_ref())] {
+    for (name, d) in [("alternator", Some(&r.alternator)), ("wiener", r.wiener.as_ref()), ("kalman", r.kalman.as_ref())]
+    {
         if let Some(d) = d {
             let per: Vec<String> = d.r2_per_dim.iter().map(|v| format!("{v:.3}")).collect();
-            let _ = writeln!(s, "{:<12} {:>8.4} {:>8.4} {:>8.4} {:>8.4}   [{}]", name, d.r2, d.cc, d.mae, d.rmse, per.join(", "));
+            let _ = writeln!(
+                s,
+                "{:<12} {:>8.4} {:>8.4} {:>8.4} {:>8.4}   [{}]",
+                name,
+                d.r2,
+                d.cc,
+                d.mae,
+                d.rmse,
+                per.join(", ")
+            );
         }
     }
     let _ = writeln!(s, "{} bins ({} labelled), alternator kernel {:.2} µs/bin", r.bins, r.labelled_bins, r.us_per_bin);
@@ -121,10 +162,14 @@ fn table(r: &EvalReport) -> String {
 fn plot_svg(truth: &Matrix, decoded: &Matrix, max_bins: usize) -> String {
     let n = truth.rows.min(max_bins);
     let (w, ph) = (1000.0, 160.0);
-    let mut s = format!(r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{}" font-family="sans-serif" font-size="12">"#, ph * truth.cols as f64 + 20.0);
+    let mut s = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{}" font-family="sans-serif" font-size="12">"#,
+        ph * truth.cols as f64 + 20.0
+    );
     for d in 0..truth.cols {
         let y0 = d as f64 * ph + 10.0;
-        let vals: Vec<f32> = (0..n).flat_map(|t| [truth.get(t, d), decoded.get(t, d)]).filter(|v| v.is_finite()).collect();
+        let vals: Vec<f32> =
+            (0..n).flat_map(|t| [truth.get(t, d), decoded.get(t, d)]).filter(|v| v.is_finite()).collect();
         let lo = vals.iter().cloned().fold(f32::INFINITY, f32::min) as f64;
         let hi = vals.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
         let span = (hi - lo).max(1e-9);
@@ -132,9 +177,16 @@ fn plot_svg(truth: &Matrix, decoded: &Matrix, max_bins: usize) -> String {
         for (m, colour) in [(truth, "#999"), (decoded, "#1f5fbf")] {
             let pts: Vec<String> = (0..n)
                 .filter(|&t| m.get(t, d).is_finite())
-                .map(|t| format!("{:.1},{:.1}", t as f64 / n.max(2) as f64 * w, y0 + 20.0 + (1.0 - (m.get(t, d) as f64 - lo) / span) * (ph - 30.0)))
+                .map(|t| {
+                    format!(
+                        "{:.1},{:.1}",
+                        t as f64 / n.max(2) as f64 * w,
+                        y0 + 20.0 + (1.0 - (m.get(t, d) as f64 - lo) / span) * (ph - 30.0)
+                    )
+                })
                 .collect();
-            let _ = write!(s, r#"<polyline fill="none" stroke="{colour}" stroke-width="1" points="{}"/>"#, pts.join(" "));
+            let _ =
+                write!(s, r#"<polyline fill="none" stroke="{colour}" stroke-width="1" points="{}"/>"#, pts.join(" "));
         }
     }
     s.push_str("</svg>\n");
@@ -168,10 +220,12 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
             }
         }
     }
-    let report = evaluate(&mf, &rec, &baseline, a.wiener_lags).with_context(|| format!("evaluating {} on {}", a.model.display(), a.data.display()))?;
+    let report = evaluate(&mf, &rec, &baseline, a.wiener_lags)
+        .with_context(|| format!("evaluating {} on {}", a.model.display(), a.data.display()))?;
     if let Some(p) = &a.plot {
         let truth = rec.behavior.as_ref().expect("invariant: evaluate checked behaviour exists");
-        std::fs::write(p, plot_svg(truth, &report.decoded, 1500)).with_context(|| format!("writing plot {}", p.display()))?;
+        std::fs::write(p, plot_svg(truth, &report.decoded, 1500))
+            .with_context(|| format!("writing plot {}", p.display()))?;
         info!(path = %p.display(), "Plot written.");
     }
     if a.json {
@@ -181,4 +235,3 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
-

@@ -1,9 +1,12 @@
 //! One module per subcommand; each takes its parsed arguments and returns an
 //! `anyhow` error with context for the binary edge to print.
 
+mod demo;
 mod eval;
+mod replay;
+mod serve;
 mod simulate;
-mod train;
+pub mod train;
 
 pub use eval::{evaluate, EvalReport};
 
@@ -20,5 +23,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Simulate(a) => simulate::run(a),
         Command::Train(a) => train::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Serve(a) => serve::run(a),
+        Command::Demo(a) => demo::run(a),
+        Command::Replay(a) => replay::run(a),
     }
 }

@@ -10,7 +10,9 @@ use super::UsageError;
 
 pub fn run(a: SimulateArgs) -> anyhow::Result<()> {
     if !(a.minutes > 0.0 && a.minutes <= 24.0 * 60.0) {
-        return Err(UsageError(format!("--minutes {}: expected a positive number of minutes up to 1440", a.minutes)).into());
+        return Err(
+            UsageError(format!("--minutes {}: expected a positive number of minutes up to 1440", a.minutes)).into()
+        );
     }
     if a.channels == 0 || a.channels > 100_000 {
         return Err(UsageError(format!("--channels {}: expected 1..=100000", a.channels)).into());

@@ -65,7 +65,11 @@ pub fn train_from_files(
     }
     let sets: Vec<TrainSet<'_>> = recs
         .iter()
-        .map(|r| TrainSet { spikes: &r.spikes, behavior: r.behavior.as_ref(), behavior_valid: r.behavior_valid.as_deref() })
+        .map(|r| TrainSet {
+            spikes: &r.spikes,
+            behavior: r.behavior.as_ref(),
+            behavior_valid: r.behavior_valid.as_deref(),
+        })
         .collect();
     let outcome = train(&sets, cfg, progress).map_err(|e| match e {
         TrainError::Config(_) => anyhow::Error::from(UsageError(e.to_string())),
@@ -96,7 +100,10 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     );
     let mut progress = |e: &crate::model::train::EpochInfo| {
         bar.set_position(e.epoch as u64);
-        bar.set_message(format!("loss {:.5} val R² {:.4} val x-mse {:.4} ({:.2} s/epoch)", e.train_loss, e.val_r2, e.val_x_mse, e.seconds));
+        bar.set_message(format!(
+            "loss {:.5} val R² {:.4} val x-mse {:.4} ({:.2} s/epoch)",
+            e.train_loss, e.val_r2, e.val_x_mse, e.seconds
+        ));
     };
     let (file, outcome) = train_from_files(&a.data, &opts, &cfg, None, &mut progress)?;
     bar.finish();

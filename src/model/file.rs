@@ -146,32 +146,49 @@ impl ModelFile {
                 .map_err(|e| ModelFileError::Format { path: path.to_path_buf(), reason: e.to_string() })?;
             views.push((n.clone(), view));
         }
-        let json = serde_json::to_string(&self.meta).map_err(|e| ModelFileError::BadMetadata { path: path.to_path_buf(), reason: e.to_string() })?;
+        let json = serde_json::to_string(&self.meta)
+            .map_err(|e| ModelFileError::BadMetadata { path: path.to_path_buf(), reason: e.to_string() })?;
         let meta = HashMap::from([(META_KEY.to_string(), json)]);
         let bytes = safetensors::tensor::serialize(views, Some(meta))
             .map_err(|e| ModelFileError::Format { path: path.to_path_buf(), reason: e.to_string() })?;
         let tmp = path.with_extension("safetensors.tmp");
-        std::fs::write(&tmp, bytes).map_err(|source| ModelFileError::Io { action: "write", path: tmp.clone(), source })?;
-        std::fs::rename(&tmp, path).map_err(|source| ModelFileError::Io { action: "rename into place", path: path.to_path_buf(), source })
+        std::fs::write(&tmp, bytes).map_err(|source| ModelFileError::Io {
+            action: "write",
+            path: tmp.clone(),
+            source,
+        })?;
+        std::fs::rename(&tmp, path).map_err(|source| ModelFileError::Io {
+            action: "rename into place",
+            path: path.to_path_buf(),
+            source,
+        })
     }
 
     /// Reads and checks a model file.
     pub fn load(path: &Path) -> Result<ModelFile, ModelFileError> {
         let p = || path.to_path_buf();
         let bytes = std::fs::read(path).map_err(|source| ModelFileError::Io { action: "read", path: p(), source })?;
-        let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| ModelFileError::Format { path: p(), reason: e.to_string() })?;
-        let json = header.metadata().as_ref().and_then(|m| m.get(META_KEY)).ok_or_else(|| ModelFileError::NoMetadata { path: p() })?;
-        let raw: serde_json::Value = serde_json::from_str(json).map_err(|e| ModelFileError::BadMetadata { path: p(), reason: e.to_string() })?;
-        let version = raw.get("format_version").and_then(|v| v.as_u64()).ok_or_else(|| ModelFileError::BadMetadata {
-            path: p(),
-            reason: "no integer `format_version`".into(),
-        })?;
+        let (_, header) = SafeTensors::read_metadata(&bytes)
+            .map_err(|e| ModelFileError::Format { path: p(), reason: e.to_string() })?;
+        let json = header
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get(META_KEY))
+            .ok_or_else(|| ModelFileError::NoMetadata { path: p() })?;
+        let raw: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| ModelFileError::BadMetadata { path: p(), reason: e.to_string() })?;
+        let version = raw
+            .get("format_version")
+            .and_then(|v| v.as_u64())
+            .ok_or_else(|| ModelFileError::BadMetadata { path: p(), reason: "no integer `format_version`".into() })?;
         if version != MODEL_FORMAT_VERSION as u64 {
             return Err(ModelFileError::UnknownVersion { path: p(), got: version, expected: MODEL_FORMAT_VERSION });
         }
-        let meta: ModelMeta = serde_json::from_value(raw).map_err(|e| ModelFileError::BadMetadata { path: p(), reason: e.to_string() })?;
+        let meta: ModelMeta = serde_json::from_value(raw)
+            .map_err(|e| ModelFileError::BadMetadata { path: p(), reason: e.to_string() })?;
         meta.spec.validate().map_err(|errs| ModelFileError::BadMetadata { path: p(), reason: errs.join("; ") })?;
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| ModelFileError::Format { path: p(), reason: e.to_string() })?;
+        let st = SafeTensors::deserialize(&bytes)
+            .map_err(|e| ModelFileError::Format { path: p(), reason: e.to_string() })?;
         let get = |name: &str, shape: &[usize]| -> Result<Vec<f32>, ModelFileError> {
             let t = st.tensor(name).map_err(|_| ModelFileError::MissingTensor { path: p(), name: name.into() })?;
             if t.dtype() != Dtype::F32 || t.shape() != shape {
@@ -192,7 +209,12 @@ impl ModelFile {
             let mut layers = Vec::new();
             for (i, pair) in widths.windows(2).enumerate() {
                 let (a, b) = (pair[0], pair[1]);
-                layers.push(Dense { in_dim: a, out_dim: b, w: get(&format!("{name}.{i}.weight"), &[a, b])?, b: get(&format!("{name}.{i}.bias"), &[b])? });
+                layers.push(Dense {
+                    in_dim: a,
+                    out_dim: b,
+                    w: get(&format!("{name}.{i}.weight"), &[a, b])?,
+                    b: get(&format!("{name}.{i}.bias"), &[b])?,
+                });
             }
             Ok(MlpWeights { layers })
         };

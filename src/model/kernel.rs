@@ -87,7 +87,13 @@ pub fn mlp_forward(net: &MlpWeights, act: Activation, x: &[f32], out: &mut [f32]
     for (i, layer) in net.layers.iter().enumerate() {
         let n = layer.out_dim;
         if i == last {
-            let src: &[f32] = if i == 0 { x } else if i % 2 == 1 { &sa[..] } else { &sb[..] };
+            let src: &[f32] = if i == 0 {
+                x
+            } else if i % 2 == 1 {
+                &sa[..]
+            } else {
+                &sb[..]
+            };
             dense_forward(layer, src, &mut out[..n]);
         } else if i == 0 {
             dense_forward(layer, x, &mut sa[..n]);
@@ -238,6 +244,13 @@ impl StepKernel {
         self.predict_x();
         self.pre.push_imputed(&self.xpred);
         self.ftn_update(out);
+    }
+
+    /// Feeds an observed bin into the preprocessing history only (smoothing
+    /// and stacked lags) without touching the latent state: used to give a
+    /// swapped-in model the recent past while carrying `zhat` over.
+    pub fn prime(&mut self, raw: &[f32]) {
+        self.pre.push_observed(raw);
     }
 
     /// Decodes every row of `raw` (all observed) from the current state,

@@ -30,7 +30,10 @@ impl Net {
             let bound = 1.0 / (i as f64).sqrt();
             let w: Vec<f32> = (0..i * o).map(|_| ((rng.uniform() * 2.0 - 1.0) * bound) as f32).collect();
             let b: Vec<f32> = (0..o).map(|_| ((rng.uniform() * 2.0 - 1.0) * bound) as f32).collect();
-            layers.push((Var::from_tensor(&Tensor::from_vec(w, (i, o), dev)?)?, Var::from_tensor(&Tensor::from_vec(b, o, dev)?)?));
+            layers.push((
+                Var::from_tensor(&Tensor::from_vec(w, (i, o), dev)?)?,
+                Var::from_tensor(&Tensor::from_vec(b, o, dev)?)?,
+            ));
         }
         Ok(Self { layers, act })
     }
@@ -139,8 +142,10 @@ impl AlternatorNet {
     /// Fresh networks for `spec`, initialised from `seed`.
     pub fn init(spec: &ModelSpec, seed: u64, dev: &Device) -> Result<Self> {
         let mut rng = Rng::new(seed);
-        let ftn_w: Vec<usize> = std::iter::once(spec.dx_in()).chain(spec.ftn_hidden.iter().copied()).chain([spec.dz]).collect();
-        let otn_w: Vec<usize> = std::iter::once(spec.dz).chain(spec.otn_hidden.iter().copied()).chain([spec.channels]).collect();
+        let ftn_w: Vec<usize> =
+            std::iter::once(spec.dx_in()).chain(spec.ftn_hidden.iter().copied()).chain([spec.dz]).collect();
+        let otn_w: Vec<usize> =
+            std::iter::once(spec.dz).chain(spec.otn_hidden.iter().copied()).chain([spec.channels]).collect();
         Ok(Self {
             spec: spec.clone(),
             ftn: Net::init(&ftn_w, spec.activation, &mut rng, dev)?,
@@ -180,7 +185,11 @@ impl AlternatorNet {
         let l = decay_matrix(t, self.spec.c2(), &self.dev)?;
         let zhat = l.broadcast_matmul(&drive)?;
         let zprev = Tensor::cat(&[&Tensor::zeros((b, 1, dz), DType::F32, &self.dev)?, &zhat.narrow(1, 0, t - 1)?], 1)?;
-        let xhat = (self.otn.forward(&zprev.reshape((b * t, dz))?)? * self.spec.cx() as f64)?.reshape((b, t, self.spec.channels))?;
+        let xhat = (self.otn.forward(&zprev.reshape((b * t, dz))?)? * self.spec.cx() as f64)?.reshape((
+            b,
+            t,
+            self.spec.channels,
+        ))?;
         Ok((zhat, xhat))
     }
 

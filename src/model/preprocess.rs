@@ -119,7 +119,8 @@ impl Preprocessor {
             Smoothing::Exponential { tau_bins } => ((-1.0 / tau_bins).exp(), Vec::new()),
             Smoothing::HalfGaussian { sigma_bins } => {
                 let k = (3.0 * sigma_bins).ceil() as usize + 1;
-                let w: Vec<f32> = (0..k).map(|i| (-(i as f32).powi(2) / (2.0 * sigma_bins * sigma_bins)).exp()).collect();
+                let w: Vec<f32> =
+                    (0..k).map(|i| (-(i as f32).powi(2) / (2.0 * sigma_bins * sigma_bins)).exp()).collect();
                 (0.0, w)
             }
         };

@@ -100,10 +100,7 @@ impl ModelSpec {
             errs.push(format!("sigma_z = {} must be >= 0", self.sigma_z));
         }
         if !(self.alpha + self.sigma_z * self.sigma_z < 1.0) {
-            errs.push(format!(
-                "alpha + sigma_z^2 = {} must be < 1",
-                self.alpha + self.sigma_z * self.sigma_z
-            ));
+            errs.push(format!("alpha + sigma_z^2 = {} must be < 1", self.alpha + self.sigma_z * self.sigma_z));
         }
         if self.channels == 0 {
             errs.push("channels must be > 0".into());

@@ -143,7 +143,9 @@ impl TrainConfig {
             bad("ftn_hidden/otn_hidden", "widths must be > 0".into());
         }
         match self.smoothing {
-            Smoothing::Exponential { tau_bins } if !(tau_bins > 0.0) => bad("smoothing.tau_bins", format!("{tau_bins} must be > 0")),
+            Smoothing::Exponential { tau_bins } if !(tau_bins > 0.0) => {
+                bad("smoothing.tau_bins", format!("{tau_bins} must be > 0"))
+            }
             Smoothing::HalfGaussian { sigma_bins } if !(sigma_bins > 0.0 && sigma_bins <= 100.0) => {
                 bad("smoothing.sigma_bins", format!("{sigma_bins} must be in (0, 100]"))
             }
@@ -240,7 +242,11 @@ struct Prepared {
 
 /// Trains an alternator on `sets` with `cfg`. `progress` is called after
 /// every epoch (CLI progress bar, daemon log line).
-pub fn train(sets: &[TrainSet<'_>], cfg: &TrainConfig, progress: &mut dyn FnMut(&EpochInfo)) -> Result<TrainOutcome, TrainError> {
+pub fn train(
+    sets: &[TrainSet<'_>],
+    cfg: &TrainConfig,
+    progress: &mut dyn FnMut(&EpochInfo),
+) -> Result<TrainOutcome, TrainError> {
     let errs = cfg.validate("");
     if !errs.is_empty() {
         return Err(TrainError::Config(errs));
@@ -278,7 +284,8 @@ pub fn train(sets: &[TrainSet<'_>], cfg: &TrainConfig, progress: &mut dyn FnMut(
     spec.validate().map_err(TrainError::Config)?;
 
     // Split each recording: training head, validation tail.
-    let splits: Vec<usize> = sets.iter().map(|s| ((s.spikes.rows as f64) * (1.0 - cfg.val_fraction)).round() as usize).collect();
+    let splits: Vec<usize> =
+        sets.iter().map(|s| ((s.spikes.rows as f64) * (1.0 - cfg.val_fraction)).round() as usize).collect();
     let min_train = splits.iter().copied().min().unwrap_or(0);
     if min_train < 20 {
         return Err(TrainError::TooLittleData { needed: 20, got: min_train });
@@ -332,10 +339,8 @@ pub fn train(sets: &[TrainSet<'_>], cfg: &TrainConfig, progress: &mut dyn FnMut(
     let dev = Device::Cpu;
     let net = AlternatorNet::init(&spec, cfg.seed, &dev)?;
     let vars = net.vars();
-    let mut opt = AdamW::new(
-        vars.clone(),
-        ParamsAdamW { lr: cfg.lr, weight_decay: cfg.weight_decay, ..Default::default() },
-    )?;
+    let mut opt =
+        AdamW::new(vars.clone(), ParamsAdamW { lr: cfg.lr, weight_decay: cfg.weight_decay, ..Default::default() })?;
     let weights = LossWeights { lambda_x: cfg.lambda_x, lambda_z: cfg.lambda_z };
     let mut rng = Rng::new(cfg.seed.wrapping_add(0x5eed));
     let started = Instant::now();

@@ -62,8 +62,10 @@ impl Model {
     /// Checks that the networks' shapes agree with the spec and statistics.
     pub fn check_shapes(&self) -> Result<(), String> {
         let s = &self.spec;
-        let want_ftn: Vec<usize> = std::iter::once(s.dx_in()).chain(s.ftn_hidden.iter().copied()).chain([s.dz]).collect();
-        let want_otn: Vec<usize> = std::iter::once(s.dz).chain(s.otn_hidden.iter().copied()).chain([s.channels]).collect();
+        let want_ftn: Vec<usize> =
+            std::iter::once(s.dx_in()).chain(s.ftn_hidden.iter().copied()).chain([s.dz]).collect();
+        let want_otn: Vec<usize> =
+            std::iter::once(s.dz).chain(s.otn_hidden.iter().copied()).chain([s.channels]).collect();
         if self.ftn.widths() != want_ftn {
             return Err(format!("FTN widths {:?} but the spec implies {:?}", self.ftn.widths(), want_ftn));
         }
@@ -73,7 +75,10 @@ impl Model {
         for (name, net) in [("ftn", &self.ftn), ("otn", &self.otn)] {
             for (i, l) in net.layers.iter().enumerate() {
                 if l.w.len() != l.in_dim * l.out_dim || l.b.len() != l.out_dim {
-                    return Err(format!("{name} layer {i}: weight/bias sizes disagree with [{}, {}]", l.in_dim, l.out_dim));
+                    return Err(format!(
+                        "{name} layer {i}: weight/bias sizes disagree with [{}, {}]",
+                        l.in_dim, l.out_dim
+                    ));
                 }
             }
         }

@@ -1,0 +1,184 @@
+//! `alternator demo`: the daemon on the bundled model, fed the bundled
+//! recording by a built-in replayer over real TCP loopback sockets, with a
+//! subscriber printing decoded output. Ends with latency figures, the live
+//! R², and a check that the live outputs equal offline evaluation.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use crate::cli::DemoArgs;
+use crate::daemon::config::ServeConfig;
+use crate::daemon::Daemon;
+use crate::matrix::Matrix;
+use crate::metrics::Metrics;
+use crate::model::{ModelFile, StepKernel};
+use crate::recording::{ReadOptions, Recording};
+use crate::replay::{monotonic_ns, Publisher, ReplayOptions};
+use crate::stats_util::percentile_us;
+use crate::wire::{Frame, FLAG_IMPUTED};
+
+use super::replay::stop_on_signal;
+
+/// One received output.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub seq: u64,
+    pub flags: u16,
+    pub values: Vec<f32>,
+    /// Send (rig clock) → receipt, nanoseconds; valid within one process.
+    pub e2e_ns: u64,
+}
+
+/// Subscribes to `endpoint` and collects outputs until `stop` is set.
+pub fn collect_outputs(
+    ctx: &zmq::Context,
+    endpoint: &str,
+    stop: Arc<AtomicBool>,
+    print_every: u64,
+    truth: Option<Matrix>,
+) -> anyhow::Result<std::thread::JoinHandle<Vec<Received>>> {
+    let sub = ctx.socket(zmq::SUB)?;
+    sub.connect(endpoint).with_context(|| format!("connecting to {endpoint}"))?;
+    sub.set_subscribe(b"")?;
+    sub.set_rcvtimeo(50)?;
+    sub.set_rcvhwm(0)?;
+    let h = std::thread::Builder::new().name("demo-subscriber".into()).spawn(move || {
+        let mut out = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let Ok(parts) = sub.recv_multipart(0) else { continue };
+            let now = monotonic_ns();
+            if parts.len() != 2 {
+                continue;
+            }
+            let Ok(f) = Frame::parse(&parts[1], 1 << 20) else { continue };
+            let mut v = vec![0f32; f.header.channels as usize];
+            if f.sample(0, &mut v).is_err() {
+                continue;
+            }
+            let seq = f.header.seq;
+            if print_every > 0 && seq % print_every == 0 {
+                let dec: Vec<String> = v.iter().map(|x| format!("{x:7.3}")).collect();
+                let tru = truth
+                    .as_ref()
+                    .filter(|t| (seq as usize) < t.rows)
+                    .map(|t| t.row(seq as usize).iter().map(|x| format!("{x:7.3}")).collect::<Vec<_>>().join(" "))
+                    .unwrap_or_default();
+                let flag = if f.header.flags & FLAG_IMPUTED != 0 { " (imputed)" } else { "" };
+                println!("seq {seq:6}  decoded [{}]  true [{tru}]{flag}", dec.join(" "));
+            }
+            out.push(Received { seq, flags: f.header.flags, values: v, e2e_ns: now.saturating_sub(f.header.t_ns) });
+        }
+        out
+    })?;
+    Ok(h)
+}
+
+pub fn run(a: DemoArgs) -> anyhow::Result<()> {
+    let mf = ModelFile::load(&a.model)
+        .with_context(|| format!("loading the demo model {} (run from the repository root)", a.model.display()))?;
+    let mut rec = Recording::read(&a.data, &ReadOptions::default())
+        .with_context(|| format!("reading the demo recording {}", a.data.display()))?;
+    if let Some(s) = a.seconds {
+        let n = ((s / rec.bin_seconds).round() as usize).clamp(1, rec.n_bins());
+        rec = rec.slice_bins(0, n);
+    }
+    if !(a.speed > 0.0) {
+        bail!("--speed must be positive");
+    }
+    let mut cfg = ServeConfig::default();
+    cfg.model.path = Some(a.model.clone());
+    cfg.ingest.endpoint = "tcp://127.0.0.1:*".into();
+    cfg.publish.endpoint = "tcp://127.0.0.1:*".into();
+    cfg.control.endpoint = "tcp://127.0.0.1:*".into();
+    cfg.record.dir = a.record_dir.clone();
+    cfg.record.bin_seconds = rec.bin_seconds;
+    cfg.stats.interval_s = 2.0;
+    let ctx = zmq::Context::new();
+    let daemon = Daemon::start(&cfg, mf.clone(), &ctx).context("starting the daemon")?;
+
+    let stop_sub = Arc::new(AtomicBool::new(false));
+    let print_every = ((0.5 / rec.bin_seconds) as u64).max(1);
+    let sub = collect_outputs(&ctx, &daemon.publish_endpoint, stop_sub.clone(), print_every, rec.behavior.clone())?;
+    std::thread::sleep(Duration::from_millis(300));
+
+    println!(
+        "demo: streaming {} bins ({} channels, {:.0} ms bins) at {}x real time into {}; decoded output on {}",
+        rec.n_bins(),
+        rec.n_channels(),
+        rec.bin_seconds * 1e3,
+        a.speed,
+        daemon.ingest_endpoint,
+        daemon.publish_endpoint
+    );
+    let mut publisher = Publisher::new(&ctx, &daemon.ingest_endpoint, false)?;
+    publisher.wait_for_subscriber(Duration::from_secs(5))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    stop_on_signal(stop.clone());
+    let report = publisher.replay(&rec, &ReplayOptions { speed: Some(a.speed), ..ReplayOptions::default() }, &stop)?;
+
+    // Wait for the last outputs, then stop everything.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while daemon.counters.snapshot().bins_out < report.bins_sent && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let summary = daemon.shutdown();
+    stop_sub.store(true, Ordering::Relaxed);
+    let got = sub.join().map_err(|_| anyhow::anyhow!("subscriber thread panicked"))?;
+
+    // Live outputs vs truth and vs offline evaluation of the same bins.
+    let n = got.len();
+    let d = mf.model.spec.dz;
+    let offline = StepKernel::new(mf.model.clone()).decode_matrix(&rec.spikes.slice_rows(0, report.bins_sent as usize));
+    let mut max_diff = 0f32;
+    let mut live = Matrix::zeros(n, d);
+    let mut truth = Matrix::zeros(n, d);
+    for (i, r) in got.iter().enumerate() {
+        live.row_mut(i).copy_from_slice(&r.values);
+        if let Some(b) = &rec.behavior {
+            truth.row_mut(i).copy_from_slice(b.row(r.seq as usize));
+        }
+        for j in 0..d {
+            max_diff = max_diff.max((r.values[j] - offline.get(r.seq as usize, j)).abs());
+        }
+    }
+    let e2e: Vec<u64> = got.iter().map(|r| r.e2e_ns).collect();
+    println!();
+    println!(
+        "sent {} bins in {:.1} s ({:.1} bins/s); received {} decoded outputs",
+        report.bins_sent, report.seconds, report.achieved_rate_hz, n
+    );
+    println!(
+        "daemon receive→publish latency: p50 {:.1} µs  p99 {:.1} µs  p99.9 {:.1} µs  max {:.1} µs",
+        summary.latency.p50_us, summary.latency.p99_us, summary.latency.p999_us, summary.latency.max_us
+    );
+    println!(
+        "end-to-end send→receive latency: p50 {:.1} µs  p99 {:.1} µs  max {:.1} µs",
+        percentile_us(&e2e, 0.5),
+        percentile_us(&e2e, 0.99),
+        percentile_us(&e2e, 1.0)
+    );
+    if rec.behavior.is_some() && n > 1 {
+        let m = Metrics::compute(&truth, &live);
+        println!(
+            "live decoding R² {:.4} (per dim {:?})",
+            m.mean_r2(),
+            m.r2.iter().map(|v| (v * 1e4).round() / 1e4).collect::<Vec<_>>()
+        );
+    }
+    println!("max |live − offline eval| over all outputs: {max_diff:e}");
+    let imputed_seen = got.iter().filter(|r| r.flags & FLAG_IMPUTED != 0).count();
+    println!(
+        "dropped frames: {}, imputed: {} (received flagged: {imputed_seen}), recorder losses: {}",
+        summary.counters.dropped_total(),
+        summary.counters.imputed,
+        summary.counters.record_lost
+    );
+    for s in &summary.sessions {
+        println!("session recorded to {} ({} bins)", s.path.display(), s.bins);
+    }
+    Ok(())
+}

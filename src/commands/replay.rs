@@ -1,0 +1,92 @@
+//! `alternator replay`: publish a recorded session to a running daemon.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tracing::{info, warn};
+
+use crate::cli::ReplayArgs;
+use crate::daemon::control;
+use crate::recording::Recording;
+use crate::replay::{Publisher, ReplayError, ReplayOptions};
+
+use super::train::read_options;
+use super::UsageError;
+
+/// Sets `stop` on SIGINT/SIGTERM (a tiny tokio runtime on its own thread).
+pub fn stop_on_signal(stop: Arc<AtomicBool>) {
+    let _ = std::thread::Builder::new().name("signals".into()).spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            return;
+        };
+        rt.block_on(async {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+    });
+}
+
+pub fn run(a: ReplayArgs) -> anyhow::Result<()> {
+    if !a.max && !(a.speed > 0.0 && a.speed.is_finite()) {
+        return Err(UsageError(format!("--speed {}: expected a positive number", a.speed)).into());
+    }
+    let rec = Recording::read(&a.session, &read_options(&a.paths))
+        .with_context(|| format!("reading session {}", a.session.display()))?;
+    let ctx = zmq::Context::new();
+    if !a.control.is_empty() {
+        match control::request(&ctx, &a.control, "status", 2000) {
+            Ok(st) => {
+                if let Some(ch) = st["channels"].as_u64() {
+                    if ch as usize != rec.n_channels() {
+                        return Err(ReplayError::ChannelMismatch { recording: rec.n_channels(), daemon: ch as usize })
+                            .with_context(|| {
+                                format!("checking {} against the daemon at {}", a.session.display(), a.control)
+                            });
+                    }
+                }
+            }
+            Err(e) => {
+                warn!(control = %a.control, error = %e, "Cannot ask the daemon for its channel count; sending without the check.")
+            }
+        }
+    }
+    let mut publisher = Publisher::new(&ctx, &a.endpoint, false)?;
+    publisher.wait_for_subscriber(Duration::from_secs_f64(a.wait.max(0.1)))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    stop_on_signal(stop.clone());
+    let opts = ReplayOptions {
+        speed: if a.max { None } else { Some(a.speed) },
+        repeat: a.repeat,
+        from_s: a.from,
+        to_s: a.to,
+        drop_every: a.drop_every,
+        topic: a.topic.clone(),
+        ..ReplayOptions::default()
+    };
+    info!(path = %a.session.display(), bins = rec.n_bins(), channels = rec.n_channels(), endpoint = %a.endpoint, "Replaying.");
+    let r = publisher.replay(&rec, &opts, &stop)?;
+    // Give libzmq time to flush the last frames before the socket closes.
+    std::thread::sleep(Duration::from_millis(200));
+    println!(
+        "sent {} bins ({} skipped, {} behaviour) in {:.3} s: {:.1} bins/s{}; pacing error p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
+        r.bins_sent,
+        r.bins_skipped,
+        r.behavior_sent,
+        r.seconds,
+        r.achieved_rate_hz,
+        r.target_rate_hz.map(|t| format!(" (target {t:.1})")).unwrap_or_default(),
+        r.pacing_error_p50_us,
+        r.pacing_error_p99_us,
+        r.pacing_error_max_us
+    );
+    Ok(())
+}

@@ -1,0 +1,406 @@
+//! The daemon's configuration: TOML with `deny_unknown_fields`, defaults in
+//! `impl Default`, units in field names, and validation that reports every
+//! problem at once with its dotted field path.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::train::TrainConfig;
+
+/// Everything `alternator serve` needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeConfig {
+    /// Which model to run.
+    pub model: ModelSection,
+    /// Where observations come from.
+    pub ingest: IngestSection,
+    /// Where decoded behaviour goes.
+    pub publish: PublishSection,
+    /// Session recording.
+    pub record: RecordSection,
+    /// The decode loop.
+    pub decode: DecodeSection,
+    /// Periodic stats line.
+    pub stats: StatsSection,
+    /// Periodic retraining.
+    pub retrain: RetrainSection,
+    /// Control socket (status queries, retrain requests).
+    pub control: ControlSection,
+}
+
+/// The control socket: a ZeroMQ REP socket answering one-line commands
+/// (`status`, `retrain`, `rollback GEN`) with JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlSection {
+    /// Serve the control socket at all.
+    pub enabled: bool,
+    /// ZeroMQ endpoint (always bound).
+    pub endpoint: String,
+}
+
+impl Default for ControlSection {
+    fn default() -> Self {
+        Self { enabled: true, endpoint: "tcp://127.0.0.1:5557".into() }
+    }
+}
+
+/// Which model to run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelSection {
+    /// Model file to start with. When empty, the newest accepted model in
+    /// `models_dir` is used.
+    pub path: Option<PathBuf>,
+    /// Versioned models directory (generations written by retraining).
+    pub models_dir: PathBuf,
+}
+
+/// ZeroMQ ingest socket (SUB).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestSection {
+    /// ZeroMQ endpoint, e.g. `tcp://127.0.0.1:5555`.
+    pub endpoint: String,
+    /// Bind (rigs connect to us) or connect (we connect to the rig's PUB).
+    pub bind: bool,
+    /// Subscription prefix; empty = every topic.
+    pub subscribe: String,
+    /// Topic of observation frames.
+    pub spikes_topic: String,
+    /// Topic of true-behaviour frames (recorded, never decoded).
+    pub behavior_topic: String,
+    /// Messages larger than this are dropped (bytes).
+    pub max_message_bytes: usize,
+    /// Largest seq gap that is imputed; larger gaps reset the state.
+    pub max_gap_bins: u64,
+    /// Receive high-water mark (messages).
+    pub rcvhwm: i32,
+}
+
+/// ZeroMQ output socket (PUB).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PublishSection {
+    /// ZeroMQ endpoint, e.g. `tcp://127.0.0.1:5556`.
+    pub endpoint: String,
+    /// Bind (clients connect to us) or connect.
+    pub bind: bool,
+    /// Topic of decoded frames.
+    pub topic: String,
+    /// Send high-water mark (messages); PUB drops beyond it.
+    pub sndhwm: i32,
+}
+
+/// Session recording to HDF5.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordSection {
+    /// Record sessions at all.
+    pub enabled: bool,
+    /// Directory for session files.
+    pub dir: PathBuf,
+    /// Start a new file after this many seconds.
+    pub rotate_seconds: u64,
+    /// Start a new file after this many bytes of bin data.
+    pub rotate_bytes: u64,
+    /// Bins the recorder queue can hold before the loop starts counting losses.
+    pub queue_bins: usize,
+    /// Bin width written into session files (seconds).
+    pub bin_seconds: f64,
+}
+
+/// The decode loop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecodeSection {
+    /// Compute the per-bin prediction error (one extra OTN pass per bin).
+    pub track_prediction: bool,
+    /// Pin the decode thread to this CPU core.
+    pub cpu_core: Option<usize>,
+    /// On a model swap: carry the latent state over (`carry`) or re-warm the
+    /// new model over the last `rewarm_bins` bins (`rewarm`).
+    pub swap_state: SwapState,
+    /// Bins kept for re-warming after a swap.
+    pub rewarm_bins: usize,
+}
+
+/// What happens to the latent state when a new model is swapped in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SwapState {
+    Carry,
+    Rewarm,
+}
+
+/// Periodic stats line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatsSection {
+    /// Seconds between stats lines.
+    pub interval_s: f64,
+}
+
+/// Periodic retraining.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrainSection {
+    /// Retrain at all (otherwise only on demand: SIGHUP).
+    pub enabled: bool,
+    /// Seconds between retraining runs (0 = no timer).
+    pub interval_s: u64,
+    /// Retrain after this many new labelled bins (0 = no trigger).
+    pub after_labelled_bins: u64,
+    /// Recordings always included in retraining.
+    pub recordings: Vec<PathBuf>,
+    /// Also use the daemon's own session files that contain behaviour.
+    pub use_sessions: bool,
+    /// Accept a candidate only if its held-out R² beats the live model's by this much.
+    pub min_improvement_r2: f64,
+    /// Fraction of the most recent labelled data held out for the gate.
+    pub holdout_fraction: f64,
+    /// OS niceness of the retraining thread (0..=19).
+    pub nice: i32,
+    /// Training settings of candidates.
+    pub train: TrainConfig,
+}
+
+impl Default for ModelSection {
+    fn default() -> Self {
+        Self { path: None, models_dir: PathBuf::from("models") }
+    }
+}
+
+impl Default for IngestSection {
+    fn default() -> Self {
+        Self {
+            endpoint: "tcp://127.0.0.1:5555".into(),
+            bind: true,
+            subscribe: String::new(),
+            spikes_topic: "spikes".into(),
+            behavior_topic: "behavior".into(),
+            max_message_bytes: 1 << 20,
+            max_gap_bins: 50,
+            rcvhwm: 100_000,
+        }
+    }
+}
+
+impl Default for PublishSection {
+    fn default() -> Self {
+        Self { endpoint: "tcp://127.0.0.1:5556".into(), bind: true, topic: "decoded".into(), sndhwm: 100_000 }
+    }
+}
+
+impl Default for RecordSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            dir: PathBuf::from("recordings"),
+            rotate_seconds: 3600,
+            rotate_bytes: 2 << 30,
+            queue_bins: 65_536,
+            bin_seconds: 0.02,
+        }
+    }
+}
+
+impl Default for DecodeSection {
+    fn default() -> Self {
+        Self { track_prediction: false, cpu_core: None, swap_state: SwapState::Carry, rewarm_bins: 50 }
+    }
+}
+
+impl Default for StatsSection {
+    fn default() -> Self {
+        Self { interval_s: 5.0 }
+    }
+}
+
+impl Default for RetrainSection {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            interval_s: 0,
+            after_labelled_bins: 0,
+            recordings: Vec::new(),
+            use_sessions: true,
+            min_improvement_r2: 0.01,
+            holdout_fraction: 0.2,
+            nice: 10,
+            train: TrainConfig { max_seconds: Some(300.0), ..TrainConfig::default() },
+        }
+    }
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            model: ModelSection::default(),
+            ingest: IngestSection::default(),
+            publish: PublishSection::default(),
+            record: RecordSection::default(),
+            decode: DecodeSection::default(),
+            stats: StatsSection::default(),
+            retrain: RetrainSection::default(),
+            control: ControlSection::default(),
+        }
+    }
+}
+
+fn check_endpoint(errs: &mut Vec<String>, field: &str, ep: &str) {
+    let ok = ["tcp://", "ipc://", "inproc://"].iter().any(|p| ep.starts_with(p) && ep.len() > p.len());
+    if !ok {
+        errs.push(format!(
+            "{field}: {ep:?} is not a ZeroMQ endpoint; expected tcp://HOST:PORT, ipc://PATH or inproc://NAME"
+        ));
+    }
+}
+
+/// A configuration that failed to load or validate.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config {path} does not parse: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config {origin} is invalid:\n  {}", problems.join("\n  "))]
+    Invalid { origin: String, problems: Vec<String> },
+}
+
+impl ServeConfig {
+    /// Reads a TOML file (no validation; see [`Self::validate`]).
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })
+    }
+
+    /// Every problem, each with its dotted field path.
+    pub fn problems(&self) -> Vec<String> {
+        let mut e = Vec::new();
+        check_endpoint(&mut e, "ingest.endpoint", &self.ingest.endpoint);
+        check_endpoint(&mut e, "publish.endpoint", &self.publish.endpoint);
+        if self.control.enabled {
+            check_endpoint(&mut e, "control.endpoint", &self.control.endpoint);
+            if self.control.endpoint == self.ingest.endpoint || self.control.endpoint == self.publish.endpoint {
+                e.push(format!(
+                    "control.endpoint: {:?} is already used by ingest or publish; expected its own endpoint",
+                    self.control.endpoint
+                ));
+            }
+        }
+        if self.ingest.endpoint == self.publish.endpoint {
+            e.push(format!(
+                "publish.endpoint: {:?} is also the ingest endpoint; expected two different endpoints",
+                self.publish.endpoint
+            ));
+        }
+        if self.ingest.spikes_topic.is_empty() {
+            e.push("ingest.spikes_topic: must not be empty".into());
+        }
+        if self.ingest.spikes_topic == self.ingest.behavior_topic {
+            e.push(format!(
+                "ingest.behavior_topic: {:?} equals ingest.spikes_topic; expected a different topic",
+                self.ingest.behavior_topic
+            ));
+        }
+        if self.ingest.max_message_bytes < crate::wire::HEADER_LEN + 4 {
+            e.push(format!(
+                "ingest.max_message_bytes: {} is smaller than one frame; expected >= {}",
+                self.ingest.max_message_bytes,
+                crate::wire::HEADER_LEN + 4
+            ));
+        }
+        if self.ingest.rcvhwm < 0 {
+            e.push(format!("ingest.rcvhwm: {} must be >= 0", self.ingest.rcvhwm));
+        }
+        if self.publish.topic.is_empty() {
+            e.push("publish.topic: must not be empty".into());
+        }
+        if self.publish.sndhwm < 0 {
+            e.push(format!("publish.sndhwm: {} must be >= 0", self.publish.sndhwm));
+        }
+        if self.record.queue_bins < 64 {
+            e.push(format!("record.queue_bins: {} is too small; expected >= 64", self.record.queue_bins));
+        }
+        if self.record.rotate_seconds == 0 {
+            e.push("record.rotate_seconds: must be > 0".into());
+        }
+        if self.record.rotate_bytes < (1 << 20) {
+            e.push(format!("record.rotate_bytes: {} is too small; expected >= 1048576", self.record.rotate_bytes));
+        }
+        if !(self.record.bin_seconds > 0.0 && self.record.bin_seconds < 10.0) {
+            e.push(format!("record.bin_seconds: {} must be in (0, 10)", self.record.bin_seconds));
+        }
+        if !(self.stats.interval_s >= 0.1 && self.stats.interval_s <= 3600.0) {
+            e.push(format!("stats.interval_s: {} must be in [0.1, 3600]", self.stats.interval_s));
+        }
+        if self.decode.swap_state == SwapState::Rewarm && self.decode.rewarm_bins == 0 {
+            e.push("decode.rewarm_bins: must be > 0 when decode.swap_state = \"rewarm\"".into());
+        }
+        let r = &self.retrain;
+        if !(r.holdout_fraction > 0.0 && r.holdout_fraction < 0.9) {
+            e.push(format!("retrain.holdout_fraction: {} must be in (0, 0.9)", r.holdout_fraction));
+        }
+        if !(0..=19).contains(&r.nice) {
+            e.push(format!("retrain.nice: {} must be in 0..=19", r.nice));
+        }
+        if !r.min_improvement_r2.is_finite() {
+            e.push("retrain.min_improvement_r2: must be a number".into());
+        }
+        for (i, p) in r.recordings.iter().enumerate() {
+            if p.as_os_str().is_empty() {
+                e.push(format!("retrain.recordings[{i}]: empty path"));
+            }
+        }
+        e.extend(r.train.validate("retrain.train."));
+        e
+    }
+
+    /// Validates; `origin` names the config's source in the error.
+    pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let problems = self.problems();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid { origin: origin.to_string(), problems })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid_and_round_trips_through_toml() {
+        let c = ServeConfig::default();
+        assert!(c.problems().is_empty(), "{:?}", c.problems());
+        let text = toml::to_string(&c).unwrap();
+        let back: ServeConfig = toml::from_str(&text).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_field_path() {
+        let mut c = ServeConfig::default();
+        c.ingest.endpoint = "localhost:5555".into();
+        c.record.queue_bins = 1;
+        c.retrain.train.alpha = 0.0;
+        c.stats.interval_s = 0.0;
+        let p = c.problems();
+        assert_eq!(p.len(), 4, "{p:?}");
+        for field in ["ingest.endpoint", "record.queue_bins", "retrain.train.alpha", "stats.interval_s"] {
+            assert!(p.iter().any(|s| s.starts_with(field)), "{field} missing from {p:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_by_name() {
+        let err = toml::from_str::<ServeConfig>("[ingest]\nendpont = \"tcp://x:1\"\n").unwrap_err().to_string();
+        assert!(err.contains("endpont"), "{err}");
+    }
+}

@@ -1,0 +1,60 @@
+//! Thin wrappers over the two OS calls the daemon needs that std lacks:
+//! lowering a thread's scheduling priority (the retrainer) and pinning a
+//! thread to a core (the decode loop). These are the crate's only `unsafe`
+//! blocks; each is a single libc call on the calling thread with plain
+//! integer arguments.
+#![allow(unsafe_code)]
+
+/// Sets the calling thread's nice value (Linux: per thread). 0..=19.
+pub fn set_current_thread_nice(nice: i32) -> std::io::Result<()> {
+    // SAFETY: setpriority reads only its integer arguments; who = 0 with
+    // PRIO_PROCESS on Linux means the calling thread.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// The calling thread's nice value.
+pub fn current_thread_nice() -> i32 {
+    // SAFETY: getpriority only reads its integer arguments.
+    unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }
+}
+
+/// Pins the calling thread to CPU `core`.
+pub fn pin_current_thread(core: usize) -> std::io::Result<()> {
+    if core >= libc::CPU_SETSIZE as usize {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("core {core} out of range")));
+    }
+    // SAFETY: cpu_set_t is plain data, zero-initialised is a valid empty set;
+    // CPU_SET writes inside it (core checked above); sched_setaffinity reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(core, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nice_applies_to_the_calling_thread_only() {
+        let before = current_thread_nice();
+        let inner = std::thread::spawn(|| {
+            set_current_thread_nice(7).unwrap();
+            current_thread_nice()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(inner, 7);
+        assert_eq!(current_thread_nice(), before);
+    }
+}

@@ -1,0 +1,414 @@
+//! Session recording: the decode loop hands fixed-capacity [`RecordBatch`]es
+//! to one recorder thread through a bounded channel; the recorder appends
+//! them to an HDF5 session file and returns the emptied batch to a free list.
+//!
+//! Invariants: the loop never blocks and never allocates for recording (it
+//! fills preallocated batches; with no free batch it counts the loss); the
+//! recorder is the only thread touching HDF5 session files; a file closed
+//! cleanly holds every bin handed over, in the offline layout (`/spikes`,
+//! `/timestamps`, aligned `/behavior` + `/behavior_valid`, `bin_seconds`)
+//! plus `/seq`, `/t_ns`, `/recv_ns`, `/outputs`, `/output_seq`,
+//! `/output_flags` and the raw behaviour log, so `train` and `eval` read it
+//! directly. Files rotate by duration or size, and at every stream restart
+//! (seq back to 0), so seqs within one file are unique and increasing.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender};
+use tracing::{error, info, warn};
+
+use super::config::RecordSection;
+use super::stats::LoopCounters;
+use crate::recording::{AppendWriter, RecordingError};
+
+/// Largest behaviour width a batch can hold.
+pub const BEHAVIOR_MAX_DIMS: usize = 64;
+
+/// A fixed-capacity batch of inputs, outputs and behaviour bins.
+#[derive(Debug)]
+pub struct RecordBatch {
+    cap: usize,
+    channels: usize,
+    out_dim: usize,
+    /// The first item of this batch follows a stream restart (new file).
+    pub starts_new_stream: bool,
+    pub in_values: Vec<f32>,
+    pub in_seq: Vec<u64>,
+    pub in_t_ns: Vec<u64>,
+    pub in_recv_ns: Vec<u64>,
+    pub out_values: Vec<f32>,
+    pub out_seq: Vec<u64>,
+    pub out_flags: Vec<u8>,
+    pub beh_dims: usize,
+    pub beh_values: Vec<f32>,
+    pub beh_seq: Vec<u64>,
+    /// When the first item went in (for age-based flushing).
+    pub first_at: Option<Instant>,
+}
+
+impl RecordBatch {
+    /// A batch holding up to `cap` rows of each kind.
+    pub fn new(cap: usize, channels: usize, out_dim: usize) -> Self {
+        Self {
+            cap,
+            channels,
+            out_dim,
+            starts_new_stream: false,
+            in_values: Vec::with_capacity(cap * channels),
+            in_seq: Vec::with_capacity(cap),
+            in_t_ns: Vec::with_capacity(cap),
+            in_recv_ns: Vec::with_capacity(cap),
+            out_values: Vec::with_capacity(cap * out_dim),
+            out_seq: Vec::with_capacity(cap),
+            out_flags: Vec::with_capacity(cap),
+            beh_dims: 0,
+            beh_values: Vec::with_capacity(cap * BEHAVIOR_MAX_DIMS),
+            beh_seq: Vec::with_capacity(cap),
+            first_at: None,
+        }
+    }
+
+    /// Empties the batch, keeping its capacity.
+    pub fn clear(&mut self) {
+        self.starts_new_stream = false;
+        self.in_values.clear();
+        self.in_seq.clear();
+        self.in_t_ns.clear();
+        self.in_recv_ns.clear();
+        self.out_values.clear();
+        self.out_seq.clear();
+        self.out_flags.clear();
+        self.beh_values.clear();
+        self.beh_seq.clear();
+        self.first_at = None;
+    }
+
+    /// No items.
+    pub fn is_empty(&self) -> bool {
+        self.in_seq.is_empty() && self.out_seq.is_empty() && self.beh_seq.is_empty()
+    }
+
+    /// Some section is at capacity: hand it over before adding more.
+    pub fn is_full(&self) -> bool {
+        self.in_seq.len() >= self.cap || self.out_seq.len() >= self.cap || self.beh_seq.len() >= self.cap
+    }
+
+    fn touch(&mut self, now: Instant) {
+        if self.first_at.is_none() {
+            self.first_at = Some(now);
+        }
+    }
+
+    /// One accepted input bin (raw values).
+    #[inline]
+    pub fn push_input(&mut self, values: &[f32], seq: u64, t_ns: u64, recv_ns: u64, now: Instant) {
+        debug_assert_eq!(values.len(), self.channels);
+        self.touch(now);
+        self.in_values.extend_from_slice(values);
+        self.in_seq.push(seq);
+        self.in_t_ns.push(t_ns);
+        self.in_recv_ns.push(recv_ns);
+    }
+
+    /// One published output.
+    #[inline]
+    pub fn push_output(&mut self, values: &[f32], seq: u64, flags: u16, now: Instant) {
+        debug_assert_eq!(values.len(), self.out_dim);
+        self.touch(now);
+        self.out_values.extend_from_slice(values);
+        self.out_seq.push(seq);
+        self.out_flags.push(flags as u8);
+    }
+
+    /// One behaviour bin (`values.len() <= BEHAVIOR_MAX_DIMS`, constant per stream).
+    #[inline]
+    pub fn push_behavior(&mut self, values: &[f32], seq: u64, now: Instant) {
+        self.touch(now);
+        self.beh_dims = values.len();
+        self.beh_values.extend_from_slice(values);
+        self.beh_seq.push(seq);
+    }
+}
+
+/// What goes into every session file's attributes.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    pub model_id: String,
+    pub config_toml: String,
+    pub channels: usize,
+    pub out_dim: usize,
+}
+
+/// `YYYYMMDDTHHMMSSZ` for a Unix time (UTC), for file names.
+pub fn utc_stamp(unix_s: u64) -> String {
+    let days = (unix_s / 86_400) as i64;
+    let secs = unix_s % 86_400;
+    // Civil-from-days (proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", secs / 3600, (secs / 60) % 60, secs % 60)
+}
+
+struct SessionFile {
+    w: AppendWriter,
+    opened: Instant,
+    bytes: u64,
+    seqs: Vec<u64>,
+    behavior: HashMap<u64, Vec<f32>>,
+    beh_dims: usize,
+    first_recv_ns: Option<u64>,
+    timestamps: Vec<f64>,
+}
+
+impl SessionFile {
+    fn open(path: &Path, cfg: &RecordSection, info: &SessionInfo) -> Result<Self, RecordingError> {
+        let mut w = AppendWriter::create(path, cfg.bin_seconds)?;
+        w.add_f32("spikes", info.channels)?;
+        w.add_u64("seq")?;
+        w.add_u64("t_ns")?;
+        w.add_u64("recv_ns")?;
+        w.add_f64("timestamps")?;
+        w.add_f32("outputs", info.out_dim)?;
+        w.add_u64("output_seq")?;
+        w.add_u8("output_flags")?;
+        w.set_attr_str("model_id", &info.model_id)?;
+        w.set_attr_str("config", &info.config_toml)?;
+        w.set_attr_f64("started_unix_s", crate::model::file::now_unix_s())?;
+        w.flush()?;
+        Ok(Self {
+            w,
+            opened: Instant::now(),
+            bytes: 0,
+            seqs: Vec::new(),
+            behavior: HashMap::new(),
+            beh_dims: 0,
+            first_recv_ns: None,
+            timestamps: Vec::new(),
+        })
+    }
+
+    fn write(&mut self, b: &RecordBatch) -> Result<(), RecordingError> {
+        if !b.in_seq.is_empty() {
+            let first = *self.first_recv_ns.get_or_insert(b.in_recv_ns[0]);
+            self.timestamps.clear();
+            self.timestamps.extend(b.in_recv_ns.iter().map(|&r| r.saturating_sub(first) as f64 * 1e-9));
+            self.w.append_f32("spikes", &b.in_values)?;
+            self.w.append_u64("seq", &b.in_seq)?;
+            self.w.append_u64("t_ns", &b.in_t_ns)?;
+            self.w.append_u64("recv_ns", &b.in_recv_ns)?;
+            self.w.append_f64("timestamps", &self.timestamps)?;
+            self.seqs.extend_from_slice(&b.in_seq);
+            self.bytes += (b.in_values.len() * 4 + b.in_seq.len() * 32) as u64;
+        }
+        if !b.out_seq.is_empty() {
+            self.w.append_f32("outputs", &b.out_values)?;
+            self.w.append_u64("output_seq", &b.out_seq)?;
+            self.w.append_u8("output_flags", &b.out_flags)?;
+            self.bytes += (b.out_values.len() * 4 + b.out_seq.len() * 9) as u64;
+        }
+        if !b.beh_seq.is_empty() {
+            if self.beh_dims == 0 {
+                self.beh_dims = b.beh_dims;
+                self.w.add_f32("behavior_log", b.beh_dims)?;
+                self.w.add_u64("behavior_log_seq")?;
+            }
+            self.w.append_f32("behavior_log", &b.beh_values)?;
+            self.w.append_u64("behavior_log_seq", &b.beh_seq)?;
+            for (i, &s) in b.beh_seq.iter().enumerate() {
+                self.behavior.insert(s, b.beh_values[i * b.beh_dims..(i + 1) * b.beh_dims].to_vec());
+            }
+        }
+        self.w.flush()
+    }
+
+    /// Writes the aligned behaviour datasets and closes the file.
+    fn finish(mut self) -> Result<(PathBuf, usize, usize), RecordingError> {
+        let path = self.w.path().to_path_buf();
+        let mut labelled = 0;
+        if self.beh_dims > 0 && !self.seqs.is_empty() {
+            let d = self.beh_dims;
+            self.w.add_f32("behavior", d)?;
+            self.w.add_u8("behavior_valid")?;
+            let mut vals = Vec::with_capacity(4096 * d);
+            let mut valid = Vec::with_capacity(4096);
+            for chunk in self.seqs.chunks(4096) {
+                vals.clear();
+                valid.clear();
+                for s in chunk {
+                    match self.behavior.get(s) {
+                        Some(v) => {
+                            vals.extend_from_slice(v);
+                            valid.push(1u8);
+                            labelled += 1;
+                        }
+                        None => {
+                            vals.extend(std::iter::repeat_n(f32::NAN, d));
+                            valid.push(0u8);
+                        }
+                    }
+                }
+                self.w.append_f32("behavior", &vals)?;
+                self.w.append_u8("behavior_valid", &valid)?;
+            }
+        }
+        self.w.set_attr_f64("ended_unix_s", crate::model::file::now_unix_s())?;
+        let bins = self.seqs.len();
+        self.w.close()?;
+        Ok((path, bins, labelled))
+    }
+}
+
+/// A session file the recorder closed.
+#[derive(Debug, Clone)]
+pub struct ClosedSession {
+    pub path: PathBuf,
+    pub bins: usize,
+    pub labelled_bins: usize,
+}
+
+/// The recorder thread's state.
+pub struct Recorder {
+    cfg: RecordSection,
+    info: SessionInfo,
+    counters: Arc<LoopCounters>,
+    current: Option<SessionFile>,
+    file_index: usize,
+    closed: Vec<ClosedSession>,
+    /// Notified of every closed file (retraining picks labelled sessions up).
+    closed_tx: Option<Sender<ClosedSession>>,
+}
+
+impl Recorder {
+    /// A recorder writing under `cfg.dir`.
+    pub fn new(
+        cfg: RecordSection,
+        info: SessionInfo,
+        counters: Arc<LoopCounters>,
+        closed_tx: Option<Sender<ClosedSession>>,
+    ) -> Self {
+        Self { cfg, info, counters, current: None, file_index: 0, closed: Vec::new(), closed_tx }
+    }
+
+    fn next_path(&mut self) -> PathBuf {
+        self.file_index += 1;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        self.cfg.dir.join(format!("session-{}-{:03}.h5", utc_stamp(now), self.file_index))
+    }
+
+    fn close_current(&mut self) {
+        if let Some(f) = self.current.take() {
+            match f.finish() {
+                Ok((path, bins, labelled_bins)) => {
+                    info!(path = %path.display(), bins, labelled_bins, "Session file closed.");
+                    let c = ClosedSession { path, bins, labelled_bins };
+                    if let Some(tx) = &self.closed_tx {
+                        let _ = tx.try_send(c.clone());
+                    }
+                    self.closed.push(c);
+                }
+                Err(e) => {
+                    error!(error = %e, "Session file could not be finalised; its bins are on disk but the aligned behaviour is missing.")
+                }
+            }
+        }
+    }
+
+    /// Writes one batch, rotating files as needed. Failures are logged as
+    /// ERROR and counted as lost; the next batch tries a fresh file.
+    pub fn write(&mut self, b: &RecordBatch) {
+        if b.is_empty() {
+            return;
+        }
+        let rotate = match &self.current {
+            Some(f) => {
+                b.starts_new_stream
+                    || f.opened.elapsed().as_secs() >= self.cfg.rotate_seconds
+                    || f.bytes >= self.cfg.rotate_bytes
+            }
+            None => false,
+        };
+        if rotate {
+            self.close_current();
+        }
+        if self.current.is_none() {
+            let path = self.next_path();
+            match SessionFile::open(&path, &self.cfg, &self.info) {
+                Ok(f) => {
+                    info!(path = %path.display(), "Session file opened.");
+                    self.current = Some(f);
+                }
+                Err(e) => {
+                    error!(path = %path.display(), error = %e, lost_bins = b.in_seq.len(), "Cannot open a session file; these bins are lost.");
+                    LoopCounters::add(
+                        &self.counters.record_lost,
+                        (b.in_seq.len() + b.out_seq.len() + b.beh_seq.len()) as u64,
+                    );
+                    return;
+                }
+            }
+        }
+        if let Some(f) = self.current.as_mut() {
+            if let Err(e) = f.write(b) {
+                error!(path = %f.w.path().display(), error = %e, lost_bins = b.in_seq.len(), "Writing the session file failed; starting a new file.");
+                LoopCounters::add(
+                    &self.counters.record_lost,
+                    (b.in_seq.len() + b.out_seq.len() + b.beh_seq.len()) as u64,
+                );
+                self.close_current();
+            }
+        }
+    }
+
+    /// Runs until every sender is gone: writes batches, returns them to the
+    /// free list, closes the last file. Returns the files closed.
+    pub fn run(mut self, full_rx: Receiver<RecordBatch>, free_tx: Sender<RecordBatch>) -> Vec<ClosedSession> {
+        if let Err(e) = std::fs::create_dir_all(&self.cfg.dir) {
+            warn!(dir = %self.cfg.dir.display(), error = %e, "Cannot create the recording directory.");
+        }
+        while let Ok(mut b) = full_rx.recv() {
+            self.write(&b);
+            b.clear();
+            let _ = free_tx.try_send(b);
+        }
+        self.close_current();
+        self.closed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_stamp_known_dates() {
+        assert_eq!(utc_stamp(0), "19700101T000000Z");
+        assert_eq!(utc_stamp(951_782_400), "20000229T000000Z");
+        assert_eq!(utc_stamp(1_796_003_281), "20261130T014801Z");
+    }
+
+    #[test]
+    fn batch_fills_to_capacity_without_growing() {
+        let mut b = RecordBatch::new(4, 3, 2);
+        let cap = b.in_values.capacity();
+        let now = Instant::now();
+        for s in 0..4 {
+            assert!(!b.is_full());
+            b.push_input(&[1.0, 2.0, 3.0], s, 0, 0, now);
+        }
+        assert!(b.is_full());
+        assert_eq!(b.in_values.capacity(), cap);
+        b.clear();
+        assert!(b.is_empty());
+        assert_eq!(b.in_values.capacity(), cap);
+    }
+}

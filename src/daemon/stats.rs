@@ -1,0 +1,151 @@
+//! Counters shared between the decode loop and everyone who reports on it,
+//! and the latency histograms the loop fills.
+//!
+//! Invariant: the loop only does relaxed atomic adds and histogram records
+//! (no allocation, no locks); readers take snapshots whenever they like.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hdrhistogram::Histogram;
+
+use crate::wire::DropReason;
+
+/// Live counters of one daemon.
+#[derive(Debug, Default)]
+pub struct LoopCounters {
+    /// Observed bins decoded.
+    pub bins_in: AtomicU64,
+    /// Outputs published (observed + imputed).
+    pub bins_out: AtomicU64,
+    /// Outputs that were imputed (gaps and non-finite bins).
+    pub imputed: AtomicU64,
+    /// State resets (large gaps, rig restarts).
+    pub resets: AtomicU64,
+    /// Behaviour bins received.
+    pub behavior_in: AtomicU64,
+    /// Items the recorder could not take (queue full) — data loss.
+    pub record_lost: AtomicU64,
+    /// Models swapped in.
+    pub swaps: AtomicU64,
+    /// Models refused at swap time (wrong channel count).
+    pub swaps_refused: AtomicU64,
+    /// Drops by reason, indexed by `DropReason::index()`.
+    pub drops: [AtomicU64; DropReason::ALL.len()],
+}
+
+/// A plain copy of the counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CounterSnapshot {
+    pub bins_in: u64,
+    pub bins_out: u64,
+    pub imputed: u64,
+    pub resets: u64,
+    pub behavior_in: u64,
+    pub record_lost: u64,
+    pub swaps: u64,
+    pub swaps_refused: u64,
+    pub drops: Vec<(String, u64)>,
+}
+
+impl CounterSnapshot {
+    /// Drops for one reason.
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.drops.iter().find(|(n, _)| n == reason.as_str()).map(|(_, v)| *v).unwrap_or(0)
+    }
+    /// All drops.
+    pub fn dropped_total(&self) -> u64 {
+        self.drops.iter().map(|(_, v)| v).sum()
+    }
+}
+
+impl LoopCounters {
+    /// Adds one drop for `reason`.
+    #[inline]
+    pub fn drop_one(&self, reason: DropReason) {
+        self.drops[reason.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds `n` to a counter.
+    #[inline]
+    pub fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Copies every counter.
+    pub fn snapshot(&self) -> CounterSnapshot {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        CounterSnapshot {
+            bins_in: g(&self.bins_in),
+            bins_out: g(&self.bins_out),
+            imputed: g(&self.imputed),
+            resets: g(&self.resets),
+            behavior_in: g(&self.behavior_in),
+            record_lost: g(&self.record_lost),
+            swaps: g(&self.swaps),
+            swaps_refused: g(&self.swaps_refused),
+            drops: DropReason::ALL.iter().map(|r| (r.as_str().to_string(), g(&self.drops[r.index()]))).collect(),
+        }
+    }
+}
+
+/// Receive → publish latency in nanoseconds, 1 ns .. 60 s, 3 significant digits.
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("invariant: static histogram bounds are valid")
+}
+
+/// `p50/p99/p99.9/max` of a histogram in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub max_us: f64,
+}
+
+impl LatencySummary {
+    /// Summarises a nanosecond histogram.
+    pub fn of(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Self::default();
+        }
+        Self {
+            count: h.len(),
+            p50_us: h.value_at_quantile(0.5) as f64 / 1e3,
+            p99_us: h.value_at_quantile(0.99) as f64 / 1e3,
+            p999_us: h.value_at_quantile(0.999) as f64 / 1e3,
+            max_us: h.max() as f64 / 1e3,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_reports_drops_by_reason() {
+        let c = LoopCounters::default();
+        c.drop_one(DropReason::BadMagic);
+        c.drop_one(DropReason::BadMagic);
+        c.drop_one(DropReason::NonFinite);
+        let s = c.snapshot();
+        assert_eq!(s.dropped(DropReason::BadMagic), 2);
+        assert_eq!(s.dropped(DropReason::NonFinite), 1);
+        assert_eq!(s.dropped(DropReason::Truncated), 0);
+        assert_eq!(s.dropped_total(), 3);
+    }
+
+    #[test]
+    fn latency_summary_percentiles() {
+        let mut h = latency_histogram();
+        for v in 1..=1000u64 {
+            h.record(v * 1000).unwrap();
+        }
+        let s = LatencySummary::of(&h);
+        assert_eq!(s.count, 1000);
+        assert!((s.p50_us - 500.0).abs() < 1.0, "{s:?}");
+        assert!((s.p99_us - 990.0).abs() < 1.5, "{s:?}");
+        assert!((s.max_us - 1000.0).abs() < 1.0, "{s:?}");
+    }
+}

@@ -1,0 +1,939 @@
+//! The on-the-wire frame format (protocol v1): parsing and encoding of frame
+//! bodies, topic names and the drop-reason vocabulary. Pure functions over
+//! byte slices; no I/O, no sockets. The full specification, with a worked
+//! example, is `docs/PROTOCOL.md`.
+//!
+//! A body is a 32-byte little-endian [`Header`] followed by
+//! `samples × channels` values in the header's [`Dtype`], sample-major.
+//!
+//! Invariants kept here:
+//! - A [`Frame`] exists only if its body passed every check in
+//!   [`Frame::parse`]: magic `ALTR`, version 1, a known dtype, `samples ≥ 1`,
+//!   `channels ≥ 1`, and a payload of *exactly* `samples × channels ×
+//!   dtype.size_bytes()` bytes. Its accessors therefore never fail on layout.
+//! - The hot path allocates nothing: [`Frame::parse`] borrows the body,
+//!   [`Frame::sample`] writes into a caller-owned slice, errors carry only
+//!   plain integers, and [`encode_f32`] reuses the capacity of its output.
+//! - Checks that need the model (channel count, finite values) are the
+//!   caller's; this module only supplies the [`DropReason`] to count them under.
+
+use std::fmt;
+
+/// The four bytes every body starts with.
+pub const MAGIC: [u8; 4] = *b"ALTR";
+/// The only protocol version this build understands.
+pub const VERSION: u8 = 1;
+/// Length of the fixed header at the start of every body, in bytes.
+pub const HEADER_LEN: usize = 32;
+/// Output flag bit 0: this timestep was imputed (its input bin never arrived).
+pub const FLAG_IMPUTED: u16 = 1;
+/// Output flag bit 1: first output after the decoder state was reset.
+pub const FLAG_RESET: u16 = 2;
+
+/// Ingest topic carrying observations (binned spike counts or features).
+pub const TOPIC_SPIKES: &[u8] = b"spikes";
+/// Ingest topic carrying the true behaviour for a seq, recorded for retraining.
+pub const TOPIC_BEHAVIOR: &[u8] = b"behavior";
+/// Output topic carrying decoded behaviour.
+pub const TOPIC_DECODED: &[u8] = b"decoded";
+
+// Byte offsets of the header fields.
+const OFF_MAGIC: usize = 0;
+const OFF_VERSION: usize = 4;
+const OFF_DTYPE: usize = 5;
+const OFF_FLAGS: usize = 6;
+const OFF_SEQ: usize = 8;
+const OFF_T_NS: usize = 16;
+const OFF_CHANNELS: usize = 24;
+const OFF_SAMPLES: usize = 28;
+
+/// A multipart topic this protocol knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Topic {
+    /// `spikes`: observations to decode.
+    Spikes,
+    /// `behavior`: ground-truth behaviour to record.
+    Behavior,
+    /// `decoded`: the daemon's output.
+    Decoded,
+}
+
+impl Topic {
+    /// Recognises a topic frame exactly (no prefix matching); `None` is a
+    /// [`DropReason::BadTopic`].
+    pub fn from_bytes(topic: &[u8]) -> Option<Topic> {
+        match topic {
+            TOPIC_SPIKES => Some(Topic::Spikes),
+            TOPIC_BEHAVIOR => Some(Topic::Behavior),
+            TOPIC_DECODED => Some(Topic::Decoded),
+            _ => None,
+        }
+    }
+
+    /// The topic's bytes as sent on the wire.
+    pub const fn as_bytes(self) -> &'static [u8] {
+        match self {
+            Topic::Spikes => TOPIC_SPIKES,
+            Topic::Behavior => TOPIC_BEHAVIOR,
+            Topic::Decoded => TOPIC_DECODED,
+        }
+    }
+}
+
+/// Element type of a payload; the discriminant is the header's dtype byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Dtype {
+    /// IEEE-754 binary32, little-endian.
+    F32 = 1,
+    /// Unsigned 16-bit integer, little-endian.
+    U16 = 2,
+    /// Unsigned 8-bit integer.
+    U8 = 3,
+    /// Signed 16-bit integer, little-endian.
+    I16 = 4,
+}
+
+impl Dtype {
+    /// Bytes per value.
+    pub const fn size_bytes(self) -> usize {
+        match self {
+            Dtype::F32 => 4,
+            Dtype::U16 | Dtype::I16 => 2,
+            Dtype::U8 => 1,
+        }
+    }
+
+    /// The dtype with wire code `code`, or `None` if the code is unknown.
+    pub const fn from_u8(code: u8) -> Option<Dtype> {
+        match code {
+            1 => Some(Dtype::F32),
+            2 => Some(Dtype::U16),
+            3 => Some(Dtype::U8),
+            4 => Some(Dtype::I16),
+            _ => None,
+        }
+    }
+
+    /// The wire code (inverse of [`Dtype::from_u8`]).
+    pub const fn as_u8(self) -> u8 {
+        self as u8
+    }
+
+    /// Lower-case name for logs and docs: `f32`, `u16`, `u8`, `i16`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Dtype::F32 => "f32",
+            Dtype::U16 => "u16",
+            Dtype::U8 => "u8",
+            Dtype::I16 => "i16",
+        }
+    }
+}
+
+/// The decoded 32-byte header. `seq` and `t_ns` are those of the first sample;
+/// sample `i` has seq `seq + i` and the same `t_ns`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// Protocol version (offset 4); [`VERSION`] on every valid frame.
+    pub version: u8,
+    /// Payload element type (offset 5).
+    pub dtype: Dtype,
+    /// Flag bits (offset 6): [`FLAG_IMPUTED`], [`FLAG_RESET`] on output;
+    /// ignored on input.
+    pub flags: u16,
+    /// Sequence number of the first sample (offset 8), +1 per timestep.
+    pub seq: u64,
+    /// Rig acquisition time of the first sample in ns (offset 16); opaque,
+    /// echoed back on output.
+    pub t_ns: u64,
+    /// Values per sample (offset 24).
+    pub channels: u32,
+    /// Timesteps in this message (offset 28), at least 1.
+    pub samples: u32,
+}
+
+impl Header {
+    /// `channels × samples`, or `None` if that overflows `usize`.
+    pub fn values_len(&self) -> Option<usize> {
+        (self.channels as usize).checked_mul(self.samples as usize)
+    }
+
+    /// Payload bytes this header announces, or `None` on overflow.
+    pub fn payload_len(&self) -> Option<usize> {
+        self.values_len()?.checked_mul(self.dtype.size_bytes())
+    }
+}
+
+/// Why an ingest message was dropped; one counter per variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// Body does not start with `ALTR`.
+    BadMagic,
+    /// Unsupported protocol version.
+    BadVersion,
+    /// Unknown dtype code.
+    BadDtype,
+    /// Body shorter than its header says (or shorter than a header).
+    Truncated,
+    /// Channel count differs from the model's (checked by the caller).
+    WrongChannels,
+    /// A NaN or infinite value (checked by the caller).
+    NonFinite,
+    /// Body longer than the configured `max_body_bytes`.
+    TooLarge,
+    /// Topic is not `spikes` or `behavior` (checked by the caller).
+    BadTopic,
+    /// Seq older than or equal to one already processed (checked by the caller).
+    Duplicate,
+    /// Anything else inconsistent: zero samples or channels, trailing bytes,
+    /// size overflow, wrong number of message parts.
+    Malformed,
+}
+
+impl DropReason {
+    /// Every reason, in [`DropReason::index`] order.
+    pub const ALL: [DropReason; 10] = [
+        DropReason::BadMagic,
+        DropReason::BadVersion,
+        DropReason::BadDtype,
+        DropReason::Truncated,
+        DropReason::WrongChannels,
+        DropReason::NonFinite,
+        DropReason::TooLarge,
+        DropReason::BadTopic,
+        DropReason::Duplicate,
+        DropReason::Malformed,
+    ];
+
+    /// Stable snake_case name for metrics and logs.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DropReason::BadMagic => "bad_magic",
+            DropReason::BadVersion => "bad_version",
+            DropReason::BadDtype => "bad_dtype",
+            DropReason::Truncated => "truncated",
+            DropReason::WrongChannels => "wrong_channels",
+            DropReason::NonFinite => "non_finite",
+            DropReason::TooLarge => "too_large",
+            DropReason::BadTopic => "bad_topic",
+            DropReason::Duplicate => "duplicate",
+            DropReason::Malformed => "malformed",
+        }
+    }
+
+    /// Position in [`DropReason::ALL`], for a `[u64; 10]` counter array.
+    pub fn index(&self) -> usize {
+        match self {
+            DropReason::BadMagic => 0,
+            DropReason::BadVersion => 1,
+            DropReason::BadDtype => 2,
+            DropReason::Truncated => 3,
+            DropReason::WrongChannels => 4,
+            DropReason::NonFinite => 5,
+            DropReason::TooLarge => 6,
+            DropReason::BadTopic => 7,
+            DropReason::Duplicate => 8,
+            DropReason::Malformed => 9,
+        }
+    }
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A frame body that failed validation, or a misuse of a valid [`Frame`].
+/// Variants carry only integers, so building one never allocates.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum FrameError {
+    /// Body shorter than the 32-byte header.
+    #[error("frame body is {got} bytes: expected at least {HEADER_LEN} (the header)")]
+    TooShort {
+        /// Body length received.
+        got: usize,
+    },
+    /// First four bytes are not `ALTR`.
+    #[error(
+        "frame magic {:02x} {:02x} {:02x} {:02x} unrecognised: expected 41 4c 54 52 (\"ALTR\")",
+        .got[0], .got[1], .got[2], .got[3]
+    )]
+    BadMagic {
+        /// The four bytes received.
+        got: [u8; 4],
+    },
+    /// Version byte is not [`VERSION`].
+    #[error("frame version {got} unsupported: expected {VERSION}")]
+    BadVersion {
+        /// Version received.
+        got: u8,
+    },
+    /// Dtype byte is not a known [`Dtype`].
+    #[error("frame dtype {got} unknown: expected 1 (f32), 2 (u16), 3 (u8) or 4 (i16)")]
+    BadDtype {
+        /// Dtype code received.
+        got: u8,
+    },
+    /// Header says `samples = 0`.
+    #[error("frame has 0 samples: expected at least 1")]
+    ZeroSamples,
+    /// Header says `channels = 0`.
+    #[error("frame has 0 channels: expected at least 1")]
+    ZeroChannels,
+    /// `samples × channels × dtype size` does not fit in `usize`.
+    #[error(
+        "frame announces {samples} samples × {channels} channels, \
+         which overflows the addressable size: expected a payload that fits in memory"
+    )]
+    SizeOverflow {
+        /// Channels in the header.
+        channels: u32,
+        /// Samples in the header.
+        samples: u32,
+    },
+    /// Payload shorter than the header announces.
+    #[error(
+        "frame payload truncated: expected {expected} bytes (samples × channels × dtype size), \
+         got {got}"
+    )]
+    Truncated {
+        /// Payload bytes announced by the header.
+        expected: usize,
+        /// Payload bytes received.
+        got: usize,
+    },
+    /// Payload longer than the header announces (trailing bytes).
+    #[error(
+        "frame payload has {got} bytes, more than announced: expected exactly {expected} \
+         (samples × channels × dtype size)"
+    )]
+    LengthMismatch {
+        /// Payload bytes announced by the header.
+        expected: usize,
+        /// Payload bytes received.
+        got: usize,
+    },
+    /// Body longer than the configured limit.
+    #[error("frame body is {got} bytes: expected at most {limit} (the configured limit)")]
+    TooLarge {
+        /// The limit passed to [`Frame::parse`].
+        limit: usize,
+        /// Body length received.
+        got: usize,
+    },
+    /// The frame's channel count is not the one the caller needs.
+    #[error("frame has {got} channels: expected {expected}")]
+    WrongChannels {
+        /// Channels the caller needs (its output slice length).
+        expected: usize,
+        /// Channels in the frame.
+        got: usize,
+    },
+    /// [`Frame::sample`] was asked for a sample past the end.
+    #[error("sample index {index} out of range: expected less than {samples} (samples in frame)")]
+    SampleOutOfRange {
+        /// Index requested.
+        index: usize,
+        /// Samples in the frame.
+        samples: usize,
+    },
+}
+
+impl FrameError {
+    /// The counter this error is reported under.
+    ///
+    /// `TooShort` counts as `Truncated`; `LengthMismatch` (trailing bytes),
+    /// `ZeroSamples`, `ZeroChannels`, `SizeOverflow` and `SampleOutOfRange`
+    /// count as `Malformed`.
+    pub fn reason(&self) -> DropReason {
+        match self {
+            FrameError::TooShort { .. } | FrameError::Truncated { .. } => DropReason::Truncated,
+            FrameError::BadMagic { .. } => DropReason::BadMagic,
+            FrameError::BadVersion { .. } => DropReason::BadVersion,
+            FrameError::BadDtype { .. } => DropReason::BadDtype,
+            FrameError::TooLarge { .. } => DropReason::TooLarge,
+            FrameError::WrongChannels { .. } => DropReason::WrongChannels,
+            FrameError::ZeroSamples
+            | FrameError::ZeroChannels
+            | FrameError::SizeOverflow { .. }
+            | FrameError::LengthMismatch { .. }
+            | FrameError::SampleOutOfRange { .. } => DropReason::Malformed,
+        }
+    }
+}
+
+#[inline]
+fn read_u16(b: &[u8; HEADER_LEN], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
+#[inline]
+fn read_u32(b: &[u8; HEADER_LEN], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+#[inline]
+fn read_u64(b: &[u8; HEADER_LEN], at: usize) -> u64 {
+    let mut v = [0u8; 8];
+    v.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(v)
+}
+
+/// Decodes and validates a header on its own: magic, version, dtype,
+/// `samples ≥ 1`, `channels ≥ 1` (checked in that order). Does not look at
+/// the payload; [`Frame::parse`] does that.
+pub fn decode_header(b: &[u8; HEADER_LEN]) -> Result<Header, FrameError> {
+    let magic = [b[OFF_MAGIC], b[OFF_MAGIC + 1], b[OFF_MAGIC + 2], b[OFF_MAGIC + 3]];
+    if magic != MAGIC {
+        return Err(FrameError::BadMagic { got: magic });
+    }
+    let version = b[OFF_VERSION];
+    if version != VERSION {
+        return Err(FrameError::BadVersion { got: version });
+    }
+    let code = b[OFF_DTYPE];
+    let dtype = Dtype::from_u8(code).ok_or(FrameError::BadDtype { got: code })?;
+    let header = Header {
+        version,
+        dtype,
+        flags: read_u16(b, OFF_FLAGS),
+        seq: read_u64(b, OFF_SEQ),
+        t_ns: read_u64(b, OFF_T_NS),
+        channels: read_u32(b, OFF_CHANNELS),
+        samples: read_u32(b, OFF_SAMPLES),
+    };
+    if header.samples == 0 {
+        return Err(FrameError::ZeroSamples);
+    }
+    if header.channels == 0 {
+        return Err(FrameError::ZeroChannels);
+    }
+    Ok(header)
+}
+
+/// Writes `h` into `out` exactly as given (the version byte is not forced to
+/// [`VERSION`], so tests can build bad frames).
+pub fn encode_header(h: &Header, out: &mut [u8; HEADER_LEN]) {
+    out[OFF_MAGIC..OFF_MAGIC + 4].copy_from_slice(&MAGIC);
+    out[OFF_VERSION] = h.version;
+    out[OFF_DTYPE] = h.dtype.as_u8();
+    out[OFF_FLAGS..OFF_FLAGS + 2].copy_from_slice(&h.flags.to_le_bytes());
+    out[OFF_SEQ..OFF_SEQ + 8].copy_from_slice(&h.seq.to_le_bytes());
+    out[OFF_T_NS..OFF_T_NS + 8].copy_from_slice(&h.t_ns.to_le_bytes());
+    out[OFF_CHANNELS..OFF_CHANNELS + 4].copy_from_slice(&h.channels.to_le_bytes());
+    out[OFF_SAMPLES..OFF_SAMPLES + 4].copy_from_slice(&h.samples.to_le_bytes());
+}
+
+/// A validated, borrowed view of one frame body. See [`Frame::parse`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Frame<'a> {
+    /// The decoded header.
+    pub header: Header,
+    payload: &'a [u8],
+}
+
+impl<'a> Frame<'a> {
+    /// Validates `body` and borrows it. Checks, in order: length ≤
+    /// `max_body_bytes` (`TooLarge`), length ≥ 32 (`TooShort`), magic,
+    /// version, dtype, samples ≥ 1, channels ≥ 1, size overflow, and a payload
+    /// of exactly `samples × channels × dtype size` bytes (`Truncated` if
+    /// shorter, `LengthMismatch` if longer). Allocates nothing.
+    pub fn parse(body: &'a [u8], max_body_bytes: usize) -> Result<Frame<'a>, FrameError> {
+        if body.len() > max_body_bytes {
+            return Err(FrameError::TooLarge { limit: max_body_bytes, got: body.len() });
+        }
+        let (head, payload) = match body.split_first_chunk::<HEADER_LEN>() {
+            Some(split) => split,
+            None => return Err(FrameError::TooShort { got: body.len() }),
+        };
+        let header = decode_header(head)?;
+        let expected = header
+            .payload_len()
+            .ok_or(FrameError::SizeOverflow { channels: header.channels, samples: header.samples })?;
+        let got = payload.len();
+        if got < expected {
+            return Err(FrameError::Truncated { expected, got });
+        }
+        if got > expected {
+            return Err(FrameError::LengthMismatch { expected, got });
+        }
+        Ok(Frame { header, payload })
+    }
+
+    /// Converts sample `i` to `f32` into `out`, whose length must equal the
+    /// frame's channel count (else `WrongChannels`, with `expected =
+    /// out.len()`). Integer dtypes convert exactly; f32 values are copied
+    /// as-is, NaN and infinities included (finiteness is the caller's check).
+    /// Allocates nothing.
+    pub fn sample(&self, i: usize, out: &mut [f32]) -> Result<(), FrameError> {
+        let channels = self.header.channels as usize;
+        let samples = self.header.samples as usize;
+        if out.len() != channels {
+            return Err(FrameError::WrongChannels { expected: out.len(), got: channels });
+        }
+        if i >= samples {
+            return Err(FrameError::SampleOutOfRange { index: i, samples });
+        }
+        // In range: parse guaranteed payload.len() == samples * channels * size.
+        let size = self.header.dtype.size_bytes();
+        let row = &self.payload[i * channels * size..(i + 1) * channels * size];
+        let pairs = out.iter_mut().zip(row.chunks_exact(size));
+        match self.header.dtype {
+            Dtype::F32 => pairs.for_each(|(o, c)| *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+            Dtype::U16 => pairs.for_each(|(o, c)| *o = f32::from(u16::from_le_bytes([c[0], c[1]]))),
+            Dtype::U8 => pairs.for_each(|(o, c)| *o = f32::from(c[0])),
+            Dtype::I16 => pairs.for_each(|(o, c)| *o = f32::from(i16::from_le_bytes([c[0], c[1]]))),
+        }
+        Ok(())
+    }
+
+    /// Sequence number of sample `i` (`header.seq + i`, wrapping).
+    pub fn seq_of(&self, i: usize) -> u64 {
+        self.header.seq.wrapping_add(i as u64)
+    }
+
+    /// The raw payload bytes (`samples × channels` values, sample-major).
+    pub fn payload(&self) -> &'a [u8] {
+        self.payload
+    }
+}
+
+/// Clears `out` and writes a version-1 f32 frame: header + `values`, with
+/// `samples = values.len() / channels`. Reuses `out`'s capacity, so once it
+/// has grown to the output size this never allocates.
+///
+/// Panics (a caller bug) if `channels` is 0, `values` is empty, or
+/// `values.len()` is not a multiple of `channels`.
+pub fn encode_f32(out: &mut Vec<u8>, seq: u64, t_ns: u64, flags: u16, channels: u32, values: &[f32]) {
+    assert!(
+        channels > 0 && !values.is_empty() && values.len() % channels as usize == 0,
+        "invariant: encode_f32 needs values.len() ({}) to be a non-zero multiple of channels ({})",
+        values.len(),
+        channels
+    );
+    let samples =
+        u32::try_from(values.len() / channels as usize).expect("invariant: encode_f32 sample count fits in u32");
+    let header = Header { version: VERSION, dtype: Dtype::F32, flags, seq, t_ns, channels, samples };
+    let mut head = [0u8; HEADER_LEN];
+    encode_header(&header, &mut head);
+    out.clear();
+    out.reserve(HEADER_LEN + 4 * values.len());
+    out.extend_from_slice(&head);
+    for v in values {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+}
+
+/// Clears `out` and writes `header` + `values` converted to `header.dtype`:
+/// f32 as-is; integer dtypes rounded to nearest (halves away from zero) and
+/// saturated to the type's range, NaN → 0. The header is written as given.
+/// For rigs, simulators and tests; the daemon's output uses [`encode_f32`].
+///
+/// Panics (a caller bug) if `values.len() != channels × samples`.
+pub fn encode_frame(out: &mut Vec<u8>, header: &Header, values: &[f32]) {
+    assert!(
+        header.values_len() == Some(values.len()),
+        "invariant: encode_frame needs values.len() ({}) == channels ({}) × samples ({})",
+        values.len(),
+        header.channels,
+        header.samples
+    );
+    let mut head = [0u8; HEADER_LEN];
+    encode_header(header, &mut head);
+    out.clear();
+    out.reserve(HEADER_LEN + header.dtype.size_bytes() * values.len());
+    out.extend_from_slice(&head);
+    for &v in values {
+        // `as` from float to integer saturates and maps NaN to 0.
+        match header.dtype {
+            Dtype::F32 => out.extend_from_slice(&v.to_le_bytes()),
+            Dtype::U16 => out.extend_from_slice(&(v.round() as u16).to_le_bytes()),
+            Dtype::U8 => out.push(v.round() as u8),
+            Dtype::I16 => out.extend_from_slice(&(v.round() as i16).to_le_bytes()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX: usize = 1 << 20;
+
+    fn header(dtype: Dtype, channels: u32, samples: u32) -> Header {
+        Header { version: VERSION, dtype, flags: 0, seq: 7, t_ns: 1_000_000, channels, samples }
+    }
+
+    fn body(dtype: Dtype, channels: u32, samples: u32) -> Vec<u8> {
+        let n = (channels * samples) as usize;
+        let values: Vec<f32> = (0..n).map(|k| k as f32).collect();
+        let mut out = Vec::new();
+        encode_frame(&mut out, &header(dtype, channels, samples), &values);
+        out
+    }
+
+    fn parse_err(b: &[u8]) -> FrameError {
+        Frame::parse(b, MAX).unwrap_err()
+    }
+
+    /// The worked example of docs/PROTOCOL.md, written out by hand.
+    const WORKED_EXAMPLE: [u8; 40] = [
+        0x41, 0x4c, 0x54, 0x52, // magic "ALTR"
+        0x01, // version 1
+        0x01, // dtype 1 = f32
+        0x00, 0x00, // flags 0
+        0x07, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // seq 7
+        0x40, 0x42, 0x0f, 0x00, 0x00, 0x00, 0x00, 0x00, // t_ns 1_000_000 = 0x0f4240
+        0x02, 0x00, 0x00, 0x00, // channels 2
+        0x01, 0x00, 0x00, 0x00, // samples 1
+        0x00, 0x00, 0xc0, 0x3f, // 1.5  = 0x3fc00000
+        0x00, 0x00, 0x00, 0xc0, // -2.0 = 0xc0000000
+    ];
+
+    #[test]
+    fn worked_example_bytes_are_exact() {
+        let mut out = Vec::new();
+        encode_f32(&mut out, 7, 1_000_000, 0, 2, &[1.5, -2.0]);
+        assert_eq!(out, WORKED_EXAMPLE);
+
+        let mut generic = Vec::new();
+        encode_frame(&mut generic, &header(Dtype::F32, 2, 1), &[1.5, -2.0]);
+        assert_eq!(generic, WORKED_EXAMPLE);
+
+        let frame = Frame::parse(&WORKED_EXAMPLE, MAX).unwrap();
+        assert_eq!(frame.header, header(Dtype::F32, 2, 1));
+        assert_eq!(frame.payload(), &WORKED_EXAMPLE[32..]);
+        let mut v = [0.0f32; 2];
+        frame.sample(0, &mut v).unwrap();
+        assert_eq!(v, [1.5, -2.0]);
+    }
+
+    /// Bytes produced by the Python sender in docs/PROTOCOL.md (3 samples × 4
+    /// channels of u16, seq 8), captured from a real pyzmq run.
+    #[test]
+    fn python_snippet_frame_parses() {
+        let body: [u8; 56] = [
+            0x41, 0x4c, 0x54, 0x52, 0x01, 0x02, 0x00, 0x00, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2a, 0x81,
+            0x9e, 0x71, 0xf1, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x00,
+            0x01, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00,
+            0x01, 0x00,
+        ];
+        let frame = Frame::parse(&body, MAX).unwrap();
+        assert_eq!(frame.header.dtype, Dtype::U16);
+        assert_eq!((frame.header.seq, frame.header.channels, frame.header.samples), (8, 4, 3));
+        let expected = [[0.0, 2.0, 1.0, 0.0], [1.0, 0.0, 0.0, 3.0], [0.0, 0.0, 1.0, 1.0]];
+        let mut row = [0.0f32; 4];
+        for (i, want) in expected.iter().enumerate() {
+            frame.sample(i, &mut row).unwrap();
+            assert_eq!(&row, want, "sample {i}");
+        }
+    }
+
+    #[test]
+    fn round_trip_every_dtype() {
+        // Values exactly representable in every dtype under test.
+        let cases: [(Dtype, [f32; 4]); 4] = [
+            (Dtype::F32, [1.5, -2.25, 1e-30, f32::MAX]),
+            (Dtype::U16, [0.0, 1.0, 65_535.0, 300.0]),
+            (Dtype::U8, [0.0, 1.0, 255.0, 17.0]),
+            (Dtype::I16, [-32_768.0, -1.0, 32_767.0, 0.0]),
+        ];
+        for (dtype, values) in cases {
+            let h = Header { flags: 0xbeef, seq: u64::MAX - 3, t_ns: 42, ..header(dtype, 4, 1) };
+            let mut out = Vec::new();
+            encode_frame(&mut out, &h, &values);
+            assert_eq!(out.len(), HEADER_LEN + 4 * dtype.size_bytes(), "{dtype:?}");
+            let frame = Frame::parse(&out, MAX).unwrap();
+            assert_eq!(frame.header, h, "{dtype:?}");
+            let mut got = [0.0f32; 4];
+            frame.sample(0, &mut got).unwrap();
+            assert_eq!(got, values, "{dtype:?}");
+            assert_eq!(Dtype::from_u8(dtype.as_u8()), Some(dtype));
+        }
+    }
+
+    #[test]
+    fn multi_sample_frame() {
+        let values = [1.0, 2.0, 3.0, 10.0, 20.0, 30.0, 100.0, 200.0, 300.0];
+        let h = Header { seq: 100, ..header(Dtype::U16, 3, 3) };
+        let mut out = Vec::new();
+        encode_frame(&mut out, &h, &values);
+        let frame = Frame::parse(&out, MAX).unwrap();
+        let mut row = [0.0f32; 3];
+        for i in 0..3 {
+            frame.sample(i, &mut row).unwrap();
+            assert_eq!(row, values[3 * i..3 * i + 3], "sample {i}");
+            assert_eq!(frame.seq_of(i), 100 + i as u64);
+        }
+        assert_eq!(frame.sample(3, &mut row), Err(FrameError::SampleOutOfRange { index: 3, samples: 3 }));
+        let mut short = [0.0f32; 2];
+        let err = frame.sample(0, &mut short).unwrap_err();
+        assert_eq!(err, FrameError::WrongChannels { expected: 2, got: 3 });
+        assert_eq!(err.reason(), DropReason::WrongChannels);
+        assert_eq!(err.to_string(), "frame has 3 channels: expected 2");
+    }
+
+    #[test]
+    fn integer_encoding_rounds_and_saturates() {
+        let cases: [(Dtype, [f32; 6], [f32; 6]); 3] = [
+            (Dtype::U8, [-3.0, 300.0, 1.5, 2.4, f32::NAN, f32::INFINITY], [0.0, 255.0, 2.0, 2.0, 0.0, 255.0]),
+            (
+                Dtype::U16,
+                [-1.0, 70_000.0, 0.5, 65_534.6, f32::NAN, f32::NEG_INFINITY],
+                [0.0, 65_535.0, 1.0, 65_535.0, 0.0, 0.0],
+            ),
+            (Dtype::I16, [-40_000.0, 40_000.0, 2.5, -2.5, f32::NAN, -0.4], [-32_768.0, 32_767.0, 3.0, -3.0, 0.0, 0.0]),
+        ];
+        for (dtype, input, expected) in cases {
+            let mut out = Vec::new();
+            encode_frame(&mut out, &header(dtype, 6, 1), &input);
+            let mut got = [9.0f32; 6];
+            Frame::parse(&out, MAX).unwrap().sample(0, &mut got).unwrap();
+            assert_eq!(got, expected, "{dtype:?}");
+        }
+    }
+
+    #[test]
+    fn f32_payload_keeps_non_finite_values_for_the_caller() {
+        let mut out = Vec::new();
+        encode_f32(&mut out, 0, 0, 0, 2, &[f32::NAN, f32::NEG_INFINITY]);
+        let mut got = [0.0f32; 2];
+        Frame::parse(&out, MAX).unwrap().sample(0, &mut got).unwrap();
+        assert!(got[0].is_nan());
+        assert_eq!(got[1], f32::NEG_INFINITY);
+    }
+
+    #[test]
+    fn encode_f32_sets_flags_and_reuses_capacity() {
+        let mut out = Vec::with_capacity(64);
+        let ptr = out.as_ptr();
+        encode_f32(&mut out, 9, 5, FLAG_IMPUTED | FLAG_RESET, 3, &[0.0, 1.0, 2.0]);
+        let frame = Frame::parse(&out, MAX).unwrap();
+        assert_eq!(frame.header.flags, 3);
+        assert_eq!((frame.header.seq, frame.header.t_ns, frame.header.samples), (9, 5, 1));
+        // A second, smaller message clears the old one and keeps the buffer.
+        encode_f32(&mut out, 10, 6, 0, 1, &[4.0]);
+        assert_eq!(out.as_ptr(), ptr);
+        assert_eq!(out.len(), HEADER_LEN + 4);
+        assert_eq!(Frame::parse(&out, MAX).unwrap().header.flags, 0);
+    }
+
+    #[test]
+    #[should_panic(expected = "non-zero multiple of channels")]
+    fn encode_f32_rejects_ragged_values() {
+        encode_f32(&mut Vec::new(), 0, 0, 0, 2, &[1.0, 2.0, 3.0]);
+    }
+
+    #[test]
+    fn too_large_is_checked_first() {
+        let mut b = body(Dtype::F32, 2, 1);
+        b[0] = b'X'; // also bad magic, but size wins
+        let err = Frame::parse(&b, 39).unwrap_err();
+        assert_eq!(err, FrameError::TooLarge { limit: 39, got: 40 });
+        assert_eq!(err.reason(), DropReason::TooLarge);
+        assert_eq!(err.to_string(), "frame body is 40 bytes: expected at most 39 (the configured limit)");
+        assert!(Frame::parse(&body(Dtype::F32, 2, 1), 40).is_ok());
+    }
+
+    #[test]
+    fn too_short() {
+        for len in [0, 1, 31] {
+            let err = parse_err(&WORKED_EXAMPLE[..len]);
+            assert_eq!(err, FrameError::TooShort { got: len });
+            assert_eq!(err.reason(), DropReason::Truncated);
+        }
+        assert_eq!(parse_err(&[]).to_string(), "frame body is 0 bytes: expected at least 32 (the header)");
+    }
+
+    #[test]
+    fn bad_magic() {
+        let mut b = WORKED_EXAMPLE;
+        b[..4].copy_from_slice(b"ALTQ");
+        b[4] = 9; // bad version too: magic is checked first
+        let err = parse_err(&b);
+        assert_eq!(err, FrameError::BadMagic { got: *b"ALTQ" });
+        assert_eq!(err.reason(), DropReason::BadMagic);
+        assert_eq!(err.to_string(), "frame magic 41 4c 54 51 unrecognised: expected 41 4c 54 52 (\"ALTR\")");
+    }
+
+    #[test]
+    fn bad_version() {
+        let mut b = Vec::new();
+        encode_frame(&mut b, &Header { version: 2, ..header(Dtype::F32, 2, 1) }, &[1.0, 2.0]);
+        b[5] = 0; // bad dtype too: version is checked first
+        let err = parse_err(&b);
+        assert_eq!(err, FrameError::BadVersion { got: 2 });
+        assert_eq!(err.reason(), DropReason::BadVersion);
+        assert_eq!(err.to_string(), "frame version 2 unsupported: expected 1");
+    }
+
+    #[test]
+    fn bad_dtype() {
+        for code in [0u8, 5, 255] {
+            let mut b = WORKED_EXAMPLE;
+            b[5] = code;
+            let err = parse_err(&b);
+            assert_eq!(err, FrameError::BadDtype { got: code });
+            assert_eq!(err.reason(), DropReason::BadDtype);
+        }
+    }
+
+    #[test]
+    fn zero_samples_and_zero_channels() {
+        let mut b = WORKED_EXAMPLE;
+        b[28..32].copy_from_slice(&0u32.to_le_bytes());
+        b[24..28].copy_from_slice(&0u32.to_le_bytes()); // samples checked first
+        assert_eq!(parse_err(&b), FrameError::ZeroSamples);
+        assert_eq!(parse_err(&b).reason(), DropReason::Malformed);
+
+        let mut b = [0u8; HEADER_LEN];
+        encode_header(&header(Dtype::F32, 0, 1), &mut b);
+        assert_eq!(parse_err(&b), FrameError::ZeroChannels);
+        assert_eq!(parse_err(&b).reason(), DropReason::Malformed);
+    }
+
+    #[test]
+    fn truncated_payload() {
+        let b = body(Dtype::I16, 3, 2); // payload 12 bytes
+        let err = parse_err(&b[..b.len() - 1]);
+        assert_eq!(err, FrameError::Truncated { expected: 12, got: 11 });
+        assert_eq!(err.reason(), DropReason::Truncated);
+        assert_eq!(parse_err(&b[..HEADER_LEN]), FrameError::Truncated { expected: 12, got: 0 });
+    }
+
+    #[test]
+    fn trailing_bytes_are_a_length_mismatch() {
+        let mut b = body(Dtype::U8, 3, 2); // payload 6 bytes
+        b.push(0);
+        let err = parse_err(&b);
+        assert_eq!(err, FrameError::LengthMismatch { expected: 6, got: 7 });
+        assert_eq!(err.reason(), DropReason::Malformed);
+    }
+
+    #[test]
+    fn size_overflow_is_malformed_not_a_panic() {
+        let mut b = [0u8; HEADER_LEN];
+        encode_header(&header(Dtype::F32, u32::MAX, u32::MAX), &mut b);
+        let err = parse_err(&b);
+        if usize::BITS == 64 {
+            // u32::MAX² fits in u64 but ×4 does not.
+            assert_eq!(err, FrameError::SizeOverflow { channels: u32::MAX, samples: u32::MAX });
+        }
+        assert!(matches!(err, FrameError::SizeOverflow { .. } | FrameError::Truncated { .. }));
+        // Huge but representable: an honest Truncated, not an overflow.
+        encode_header(&header(Dtype::U8, u32::MAX, 2), &mut b);
+        assert_eq!(parse_err(&b), FrameError::Truncated { expected: 2 * u32::MAX as usize, got: 0 });
+    }
+
+    #[test]
+    fn input_flags_are_carried_not_judged() {
+        let mut b = WORKED_EXAMPLE;
+        b[6..8].copy_from_slice(&0xffffu16.to_le_bytes());
+        assert_eq!(Frame::parse(&b, MAX).unwrap().header.flags, 0xffff);
+    }
+
+    #[test]
+    fn drop_reasons_are_indexed_and_named_uniquely() {
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i, "{r:?}");
+            assert_eq!(r.to_string(), r.as_str());
+            for other in &DropReason::ALL[i + 1..] {
+                assert_ne!(r.as_str(), other.as_str());
+            }
+        }
+        assert_eq!(DropReason::NonFinite.as_str(), "non_finite");
+    }
+
+    #[test]
+    fn topics_round_trip_and_reject_prefixes() {
+        for t in [Topic::Spikes, Topic::Behavior, Topic::Decoded] {
+            assert_eq!(Topic::from_bytes(t.as_bytes()), Some(t));
+        }
+        assert_eq!(Topic::from_bytes(b"spike"), None);
+        assert_eq!(Topic::from_bytes(b"spikes2"), None);
+        assert_eq!(Topic::from_bytes(b"behaviour"), None);
+    }
+
+    /// xorshift64*: enough randomness to shake the parser, no dependency.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    #[test]
+    fn random_and_mutated_bodies_never_panic() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let (mut ok, mut err) = (0u32, 0u32);
+        let mut buf = Vec::new();
+        let mut row = vec![0.0f32; 256];
+        for round in 0..20_000 {
+            match round % 3 {
+                // Pure noise.
+                0 => {
+                    let len = rng.below(96) as usize;
+                    buf.clear();
+                    buf.extend((0..len).map(|_| rng.next() as u8));
+                }
+                // A valid header with small random fields, random payload length.
+                1 => {
+                    let h = Header {
+                        version: VERSION,
+                        dtype: Dtype::from_u8(1 + rng.below(4) as u8).unwrap(),
+                        flags: rng.next() as u16,
+                        seq: rng.next(),
+                        t_ns: rng.next(),
+                        channels: rng.below(5) as u32,
+                        samples: rng.below(5) as u32,
+                    };
+                    let mut head = [0u8; HEADER_LEN];
+                    encode_header(&h, &mut head);
+                    buf.clear();
+                    buf.extend_from_slice(&head);
+                    let extra = rng.below(80) as usize;
+                    buf.extend((0..extra).map(|_| rng.next() as u8));
+                }
+                // A valid frame with a few bytes flipped.
+                _ => {
+                    let (c, s) = (1 + rng.below(4) as u32, 1 + rng.below(4) as u32);
+                    buf = body(Dtype::from_u8(1 + rng.below(4) as u8).unwrap(), c, s);
+                    for _ in 0..1 + rng.below(3) {
+                        let at = rng.below(buf.len() as u64) as usize;
+                        buf[at] ^= 1 << rng.below(8);
+                    }
+                }
+            }
+            let limit = 16 + rng.below(128) as usize;
+            match Frame::parse(&buf, limit) {
+                Ok(frame) => {
+                    ok += 1;
+                    let h = frame.header;
+                    assert!(buf.len() <= limit);
+                    assert_eq!(frame.payload().len(), h.payload_len().unwrap());
+                    assert_eq!(buf.len(), HEADER_LEN + frame.payload().len());
+                    let out = &mut row[..h.channels as usize];
+                    for i in 0..h.samples as usize {
+                        frame.sample(i, out).unwrap();
+                    }
+                    assert!(frame.sample(h.samples as usize, out).is_err());
+                }
+                Err(e) => {
+                    err += 1;
+                    // Every error maps to a counter and renders a message.
+                    assert!(e.reason().index() < DropReason::ALL.len());
+                    assert!(!e.to_string().is_empty());
+                }
+            }
+        }
+        assert!(ok > 1_000 && err > 1_000, "poor coverage: ok={ok} err={err}");
+    }
+}
