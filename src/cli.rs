@@ -134,9 +134,12 @@ pub struct SimulateArgs {
     /// Session length in minutes.
     #[arg(long, default_value_t = 10.0)]
     pub minutes: f64,
-    /// Random seed.
+    /// Session seed (behaviour and spikes).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Electrode-array seed: sessions with the same array seed record the same neurons.
+    #[arg(long, default_value_t = 0)]
+    pub array_seed: u64,
     /// Number of neurons.
     #[arg(long, default_value_t = 96)]
     pub channels: usize,

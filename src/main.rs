@@ -6,6 +6,11 @@ use clap::Parser;
 use alternator::commands::{self, UsageError};
 
 fn main() {
+    // candle hands even small matmuls to rayon; on a 2-core machine that
+    // costs more than it gains and would compete with the decode loop.
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        std::env::set_var("RAYON_NUM_THREADS", "1");
+    }
     let cli = alternator::cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))

@@ -469,7 +469,7 @@ impl Recording {
     fn write_file(&self, target: &Path, report: &Path) -> Result<(), RecordingError> {
         let file = hdf5::File::create(target).map_err(|e| h5err(report, "creating the file", e))?;
         write_root_attrs(&file, report, self.bin_seconds)?;
-        write_2d(&file, report, "spikes", &self.spikes)?;
+        write_spikes(&file, report, &self.spikes)?;
         if let Some(b) = &self.behavior {
             write_2d(&file, report, "behavior", b)?;
         }
@@ -1019,6 +1019,33 @@ fn write_2d(file: &hdf5::File, path: &Path, name: &str, m: &Matrix) -> Result<()
         .map_err(|e| h5err(path, &context(), e))?;
     let view = ArrayView2::from_shape((m.rows, m.cols), &m.data).expect("invariant: matrix data length is rows*cols");
     ds.write(view).map_err(|e| h5err(path, &context(), e))
+}
+
+/// Spike counts that are whole numbers in 0..=255 (or 0..=65535) are stored
+/// as uint8 (uint16), shuffled and deflated: binned spikes shrink ~10x and read
+/// back as the same f32 values. Anything else is stored as f32.
+fn write_spikes(file: &hdf5::File, path: &Path, m: &Matrix) -> Result<(), RecordingError> {
+    let whole = m.data.iter().all(|v| v.fract() == 0.0 && *v >= 0.0);
+    let max = m.data.iter().cloned().fold(0.0f32, f32::max);
+    if !whole || max > 65535.0 || m.data.is_empty() {
+        return write_2d(file, path, "spikes", m);
+    }
+    let context = || "writing dataset `spikes`".to_string();
+    let chunk = (m.rows.clamp(1, CHUNK_ROWS_2D), m.cols.max(1));
+    let shape = [Extent::resizable(m.rows), Extent::fixed(m.cols)];
+    if max <= 255.0 {
+        let data: Vec<u8> = m.data.iter().map(|&v| v as u8).collect();
+        let ds = file.new_dataset::<u8>().chunk(chunk).shuffle().deflate(4).shape(shape).create("spikes");
+        let ds = ds.map_err(|e| h5err(path, &context(), e))?;
+        let view = ArrayView2::from_shape((m.rows, m.cols), &data).expect("invariant: matrix data length is rows*cols");
+        ds.write(view).map_err(|e| h5err(path, &context(), e))
+    } else {
+        let data: Vec<u16> = m.data.iter().map(|&v| v as u16).collect();
+        let ds = file.new_dataset::<u16>().chunk(chunk).shuffle().deflate(4).shape(shape).create("spikes");
+        let ds = ds.map_err(|e| h5err(path, &context(), e))?;
+        let view = ArrayView2::from_shape((m.rows, m.cols), &data).expect("invariant: matrix data length is rows*cols");
+        ds.write(view).map_err(|e| h5err(path, &context(), e))
+    }
 }
 
 fn write_1d<T: H5Type>(file: &hdf5::File, path: &Path, name: &str, v: &[T]) -> Result<(), RecordingError> {

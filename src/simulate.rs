@@ -30,13 +30,17 @@ pub struct SimParams {
     pub minutes: f64,
     /// Seed: the same parameters always give the same session.
     pub seed: u64,
+    /// Seed of the simulated electrode array: sessions sharing it record the
+    /// same neurons (tuning, baselines), like days of one implant, while
+    /// `seed` draws the behaviour and spikes of one session.
+    pub array_seed: u64,
     /// Number of neurons (spike channels); at least one is simulated.
     pub channels: usize,
 }
 
 impl Default for SimParams {
     fn default() -> Self {
-        Self { minutes: 10.0, seed: 0, channels: 96 }
+        Self { minutes: 10.0, seed: 0, array_seed: 0, channels: 96 }
     }
 }
 
@@ -325,7 +329,7 @@ pub fn simulate_reach(p: &SimParams) -> Recording {
     let t = n_bins(p);
     let channels = p.channels.max(1);
     let vel = reach_velocity(&mut SimRng::new(p.seed, STREAM_KINEMATICS), t + MAX_LAG_BINS);
-    let neurons = reach_neurons(&mut SimRng::new(p.seed, STREAM_NEURONS), channels);
+    let neurons = reach_neurons(&mut SimRng::new(p.array_seed, STREAM_NEURONS), channels);
     let rates = reach_rates(&vel, t, &neurons, &mut SimRng::new(p.seed, STREAM_NOISE));
     let spikes = sample_counts(&rates, &mut SimRng::new(p.seed, STREAM_SPIKES));
     let behavior = Matrix::from_vec(t, 2, vel[..t].iter().flat_map(|v| [v[0] as f32, v[1] as f32]).collect());
@@ -400,7 +404,7 @@ pub fn simulate_lorenz(p: &SimParams) -> Recording {
     let t = n_bins(p);
     let channels = p.channels.max(1);
     let states = lorenz_states(&mut SimRng::new(p.seed, STREAM_KINEMATICS), t);
-    let mut nrng = SimRng::new(p.seed, STREAM_NEURONS);
+    let mut nrng = SimRng::new(p.array_seed, STREAM_NEURONS);
     let neurons: Vec<(f64, [f64; 3])> = (0..channels)
         .map(|_| {
             let base = (10.0f64.ln() + 0.35 * nrng.normal()).exp().clamp(5.0, 20.0).ln();
@@ -430,7 +434,7 @@ mod tests {
     use super::*;
 
     fn short(seed: u64) -> SimParams {
-        SimParams { minutes: 2.0, seed, channels: 96 }
+        SimParams { minutes: 2.0, seed, array_seed: 0, channels: 96 }
     }
 
     fn mean_var(xs: &[f64]) -> (f64, f64) {
@@ -523,7 +527,7 @@ mod tests {
 
     #[test]
     fn shapes_timestamps_and_counts() {
-        let p = SimParams { minutes: 1.5, seed: 2, channels: 17 };
+        let p = SimParams { minutes: 1.5, seed: 2, array_seed: 0, channels: 17 };
         for (rec, b) in [(simulate_reach(&p), 2), (simulate_lorenz(&p), 3)] {
             assert_eq!(rec.n_bins(), 4500);
             assert_eq!(rec.n_channels(), 17);
@@ -537,7 +541,7 @@ mod tests {
             assert!(rec.spikes.data.iter().any(|&x| x > 0.0));
             assert!(rec.behavior.as_ref().unwrap().data.iter().all(|x| x.is_finite()));
         }
-        let tiny = simulate_reach(&SimParams { minutes: 0.0, seed: 1, channels: 0 });
+        let tiny = simulate_reach(&SimParams { minutes: 0.0, seed: 1, array_seed: 0, channels: 0 });
         assert_eq!((tiny.n_bins(), tiny.n_channels()), (1, 1));
     }
 
@@ -590,9 +594,9 @@ mod tests {
 
     #[test]
     fn tuned_population_leads_speed_by_60_to_100_ms() {
-        let p = SimParams { minutes: 4.0, seed: 4, channels: 96 };
+        let p = SimParams { minutes: 4.0, seed: 4, array_seed: 0, channels: 96 };
         let rec = simulate_reach(&p);
-        let neurons = reach_neurons(&mut SimRng::new(p.seed, STREAM_NEURONS), p.channels);
+        let neurons = reach_neurons(&mut SimRng::new(p.array_seed, STREAM_NEURONS), p.channels);
         let tuned: Vec<usize> = (0..neurons.len()).filter(|&c| neurons[c].weights != [0.0, 0.0]).collect();
         let pop: Vec<f64> =
             (0..rec.n_bins()).map(|t| tuned.iter().map(|&c| f64::from(rec.spikes.get(t, c))).sum()).collect();
@@ -673,7 +677,7 @@ mod tests {
 
     #[test]
     fn reach_is_decodable_linearly_but_better_nonlinearly() {
-        let rec = simulate_reach(&SimParams { minutes: 8.0, seed: 1, channels: 96 });
+        let rec = simulate_reach(&SimParams { minutes: 8.0, seed: 1, array_seed: 0, channels: 96 });
         let linear = held_out_r2(&rec, |x| x);
         let log = held_out_r2(&rec, |x| (x + 0.05).ln());
         assert!((0.55..0.8).contains(&linear), "linear R² {linear}");
@@ -699,7 +703,7 @@ mod tests {
 
     #[test]
     fn lorenz_behaviour_is_z_scored_and_neurons_see_it() {
-        let rec = simulate_lorenz(&SimParams { minutes: 20.0, seed: 8, channels: 24 });
+        let rec = simulate_lorenz(&SimParams { minutes: 20.0, seed: 8, array_seed: 0, channels: 24 });
         let b = rec.behavior.as_ref().unwrap();
         for c in 0..3 {
             let col: Vec<f64> = b.col(c).iter().map(|&x| f64::from(x)).collect();

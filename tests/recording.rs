@@ -169,7 +169,7 @@ fn every_spike_dtype_reads_as_f32() {
 fn append_writer_round_trip_across_batches() {
     let dir = tmp();
     let p = dir.path().join("live.h5");
-    let rec = simulate_reach(&SimParams { minutes: 1.0, seed: 3, channels: 7 }); // 3000 bins
+    let rec = simulate_reach(&SimParams { minutes: 1.0, seed: 3, array_seed: 0, channels: 7 }); // 3000 bins
     let mut w = AppendWriter::create(&p, rec.bin_seconds).unwrap();
     w.add_f32("spikes", 7).unwrap();
     w.add_f32("behavior", 2).unwrap();
@@ -513,7 +513,7 @@ fn empty_spikes_and_unsupported_dtype() {
 fn write_refuses_invalid_sessions_and_leaves_nothing() {
     let dir = tmp();
     let p = dir.path().join("invalid.h5");
-    let mut rec = simulate_lorenz(&SimParams { minutes: 0.1, seed: 1, channels: 3 });
+    let mut rec = simulate_lorenz(&SimParams { minutes: 0.1, seed: 1, array_seed: 0, channels: 3 });
     rec.timestamps = Some(vec![0.0; 5]);
     let err = rec.write(&p).unwrap_err();
     assert!(matches!(err, RecordingError::LengthMismatch { .. }), "{err:?}");
@@ -526,8 +526,8 @@ fn write_refuses_invalid_sessions_and_leaves_nothing() {
 fn simulated_sessions_survive_the_file_format() {
     let dir = tmp();
     for (i, rec) in [
-        simulate_reach(&SimParams { minutes: 0.5, seed: 1, channels: 12 }),
-        simulate_lorenz(&SimParams { minutes: 0.5, seed: 1, channels: 12 }),
+        simulate_reach(&SimParams { minutes: 0.5, seed: 1, array_seed: 0, channels: 12 }),
+        simulate_lorenz(&SimParams { minutes: 0.5, seed: 1, array_seed: 0, channels: 12 }),
     ]
     .into_iter()
     .enumerate()
@@ -548,7 +548,7 @@ fn simulated_sessions_survive_the_file_format() {
 fn simulated_reach_neurons_lead_speed() {
     // Public-API check over all neurons (untuned ones only add noise):
     // corr(speed(t), population(t + k)) peaks at k < 0, i.e. spikes come first.
-    let rec = simulate_reach(&SimParams { minutes: 4.0, seed: 12, channels: 96 });
+    let rec = simulate_reach(&SimParams { minutes: 4.0, seed: 12, array_seed: 0, channels: 96 });
     let b = rec.behavior.as_ref().unwrap();
     let speed: Vec<f64> = (0..rec.n_bins()).map(|t| f64::from(b.get(t, 0)).hypot(f64::from(b.get(t, 1)))).collect();
     let pop: Vec<f64> = (0..rec.n_bins()).map(|t| rec.spikes.row(t).iter().map(|&x| f64::from(x)).sum()).collect();

@@ -17,7 +17,7 @@ pub fn run(a: SimulateArgs) -> anyhow::Result<()> {
     if a.channels == 0 || a.channels > 100_000 {
         return Err(UsageError(format!("--channels {}: expected 1..=100000", a.channels)).into());
     }
-    let p = SimParams { minutes: a.minutes, seed: a.seed, channels: a.channels };
+    let p = SimParams { minutes: a.minutes, seed: a.seed, array_seed: a.array_seed, channels: a.channels };
     let rec = match a.kind {
         SimKind::Reach => simulate_reach(&p),
         SimKind::Lorenz => simulate_lorenz(&p),

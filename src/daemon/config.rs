@@ -200,7 +200,7 @@ impl Default for RecordSection {
             enabled: true,
             dir: PathBuf::from("recordings"),
             rotate_seconds: 3600,
-            rotate_bytes: 2 << 30,
+            rotate_bytes: 4 << 30,
             queue_bins: 65_536,
             bin_seconds: 0.02,
         }

@@ -9,7 +9,7 @@
 //! backpropagation through the whole recursion; [`AlternatorNet::trajectory_unrolled`]
 //! computes the same thing step by step and tests hold the two equal.
 
-use candle_core::{DType, Device, Result, Tensor, Var, D};
+use candle_core::{DType, Device, Result, Tensor, Var};
 
 use super::spec::{Activation, Mode, ModelSpec};
 use super::weights::{Dense, MlpWeights};
@@ -111,9 +111,9 @@ pub struct LossWeights {
 /// The loss and its two (unweighted) parts.
 pub struct LossParts {
     pub total: Tensor,
-    /// `mean_t ||x_t - sqrt(1-sx^2) f(zhat_{t-1})||^2`.
+    /// `mean_t ||x_t - sqrt(1-sx^2) f(zhat_{t-1})||^2 / Dx` (per-element mean).
     pub x_mse: Tensor,
-    /// `mean_t ||z_t - zhat_t||^2` over labelled bins (decoding mode).
+    /// `mean_t ||z_t - zhat_t||^2 / Dz` over labelled bins (decoding mode).
     pub z_mse: Option<Tensor>,
 }
 
@@ -213,21 +213,25 @@ impl AlternatorNet {
     }
 
     /// The trajectory cross-entropy of MODEL.md:
-    /// `lambda_x sigma_z^2 x_mse + lambda_z sigma_x^2 z_mse` in decoding mode;
+    /// `lambda_x sigma_z^2 x_mse + lambda_z sigma_x^2 z_mse` in decoding mode.
+    /// Decision: the squared norms are averaged over their dimensions (as a
+    /// per-element MSE), so the balance of the two terms set by `lambda_x`,
+    /// `lambda_z` does not shift with the channel count (with a plain sum,
+    /// 96 channels outweigh 2 behaviour dims 48:1 and decoding suffers);
     /// in latent mode the x term alone, weighted by `lambda_x` only (a lone
     /// term's constant factor does not change the optimum, and `sigma_z` may be 0).
     pub fn loss(&self, batch: &Batch, w: LossWeights) -> Result<LossParts> {
         let (zhat, xhat) = self.trajectory(&batch.x_stack, batch.noise.as_ref())?;
-        let x_mse = (&batch.x_cur - &xhat)?.sqr()?.sum(D::Minus1)?.mean_all()?;
+        let x_mse = (&batch.x_cur - &xhat)?.sqr()?.mean_all()?;
         match (self.spec.mode, &batch.z) {
             (Mode::Decoding, Some(z)) => {
                 let se = (z - &zhat)?.sqr()?;
                 let z_mse = match &batch.z_mask {
                     Some(m) => {
-                        let n = m.sum_all()?.to_scalar::<f32>()?.max(1.0) as f64;
+                        let n = m.sum_all()?.to_scalar::<f32>()?.max(1.0) as f64 * self.spec.dz as f64;
                         (se.broadcast_mul(m)?.sum_all()? / n)?
                     }
-                    None => se.sum(D::Minus1)?.mean_all()?,
+                    None => se.mean_all()?,
                 };
                 let sz2 = (self.spec.sigma_z as f64).powi(2);
                 let sx2 = (self.spec.sigma_x as f64).powi(2);
@@ -320,6 +324,7 @@ mod tests {
         let f = |z: f64| -z + 0.25;
         let z1 = c1 * g(1.0);
         let z2 = c1 * g(-0.5) + c2 * z1;
+        // Dx = Dz = 1 here, so per-element means equal per-bin squared norms.
         let xmse = ((1.0 - cx * f(0.0)).powi(2) + (-0.5 - cx * f(z1)).powi(2)) / 2.0;
         let zmse = ((0.7 - z1).powi(2) + (0.1 - z2).powi(2)) / 2.0;
         let total = 10.0 * 0.0036 * xmse + 1.0 * 0.04 * zmse;
