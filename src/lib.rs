@@ -9,9 +9,13 @@
 //! - [`cli`], [`commands`]: the command line.
 //! - [`matrix`], [`rng`]: small shared utilities.
 #![deny(unsafe_code)]
+// Numerical loops index several arrays in step, and `!(x > 0.0)` is used on
+// purpose so that NaN fails validation.
+#![allow(clippy::needless_range_loop, clippy::neg_cmp_op_on_partial_ord)]
 
 pub mod baselines;
 pub mod cli;
+pub mod client;
 pub mod commands;
 pub mod daemon;
 pub mod matrix;

@@ -158,6 +158,16 @@ impl Publisher {
         self.sock.send(body, 0).map_err(e)
     }
 
+    /// Sends a message of any number of parts (tests send malformed ones).
+    pub fn send_parts(&self, parts: &[&[u8]]) -> Result<(), ReplayError> {
+        let e = |source| ReplayError::Zmq { endpoint: self.endpoint.clone(), source };
+        for (i, part) in parts.iter().enumerate() {
+            let more = if i + 1 < parts.len() { zmq::SNDMORE } else { 0 };
+            self.sock.send(*part, more).map_err(e)?;
+        }
+        Ok(())
+    }
+
     /// Replays `rec` with pacing; stops early when `stop` is set.
     pub fn replay(
         &mut self,

@@ -29,7 +29,11 @@ fn default_toml_matches_the_built_in_defaults() {
 fn invalid_config_names_each_field() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("bad.toml");
-    std::fs::write(&p, "[ingest]\nendpoint = \"5555\"\nmax_gap_bins = 3\n[record]\nqueue_bins = 2\n[retrain]\nnice = 40\n").unwrap();
+    std::fs::write(
+        &p,
+        "[ingest]\nendpoint = \"5555\"\nmax_gap_bins = 3\n[record]\nqueue_bins = 2\n[retrain]\nnice = 40\n",
+    )
+    .unwrap();
     let c = ServeConfig::load(&p).unwrap();
     let e = c.validate("bad.toml").unwrap_err();
     let text = e.to_string();

@@ -1,5 +1,6 @@
 //! Model-level integration tests: the streaming kernel against the candle
 //! forward pass, training on a small synthetic recording, model files.
+#![allow(clippy::needless_range_loop)]
 
 use alternator::matrix::Matrix;
 use alternator::model::file::{ModelFile, ModelFileError, ModelMeta};

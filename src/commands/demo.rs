@@ -10,71 +10,18 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use crate::cli::DemoArgs;
+use crate::client::collect_outputs;
 use crate::daemon::config::ServeConfig;
 use crate::daemon::Daemon;
 use crate::matrix::Matrix;
 use crate::metrics::Metrics;
 use crate::model::{ModelFile, StepKernel};
 use crate::recording::{ReadOptions, Recording};
-use crate::replay::{monotonic_ns, Publisher, ReplayOptions};
+use crate::replay::{Publisher, ReplayOptions};
 use crate::stats_util::percentile_us;
-use crate::wire::{Frame, FLAG_IMPUTED};
+use crate::wire::FLAG_IMPUTED;
 
 use super::replay::stop_on_signal;
-
-/// One received output.
-#[derive(Debug, Clone)]
-pub struct Received {
-    pub seq: u64,
-    pub flags: u16,
-    pub values: Vec<f32>,
-    /// Send (rig clock) → receipt, nanoseconds; valid within one process.
-    pub e2e_ns: u64,
-}
-
-/// Subscribes to `endpoint` and collects outputs until `stop` is set.
-pub fn collect_outputs(
-    ctx: &zmq::Context,
-    endpoint: &str,
-    stop: Arc<AtomicBool>,
-    print_every: u64,
-    truth: Option<Matrix>,
-) -> anyhow::Result<std::thread::JoinHandle<Vec<Received>>> {
-    let sub = ctx.socket(zmq::SUB)?;
-    sub.connect(endpoint).with_context(|| format!("connecting to {endpoint}"))?;
-    sub.set_subscribe(b"")?;
-    sub.set_rcvtimeo(50)?;
-    sub.set_rcvhwm(0)?;
-    let h = std::thread::Builder::new().name("demo-subscriber".into()).spawn(move || {
-        let mut out = Vec::new();
-        while !stop.load(Ordering::Relaxed) {
-            let Ok(parts) = sub.recv_multipart(0) else { continue };
-            let now = monotonic_ns();
-            if parts.len() != 2 {
-                continue;
-            }
-            let Ok(f) = Frame::parse(&parts[1], 1 << 20) else { continue };
-            let mut v = vec![0f32; f.header.channels as usize];
-            if f.sample(0, &mut v).is_err() {
-                continue;
-            }
-            let seq = f.header.seq;
-            if print_every > 0 && seq % print_every == 0 {
-                let dec: Vec<String> = v.iter().map(|x| format!("{x:7.3}")).collect();
-                let tru = truth
-                    .as_ref()
-                    .filter(|t| (seq as usize) < t.rows)
-                    .map(|t| t.row(seq as usize).iter().map(|x| format!("{x:7.3}")).collect::<Vec<_>>().join(" "))
-                    .unwrap_or_default();
-                let flag = if f.header.flags & FLAG_IMPUTED != 0 { " (imputed)" } else { "" };
-                println!("seq {seq:6}  decoded [{}]  true [{tru}]{flag}", dec.join(" "));
-            }
-            out.push(Received { seq, flags: f.header.flags, values: v, e2e_ns: now.saturating_sub(f.header.t_ns) });
-        }
-        out
-    })?;
-    Ok(h)
-}
 
 pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     let mf = ModelFile::load(&a.model)

@@ -36,7 +36,7 @@ pub fn stop_on_signal(stop: Arc<AtomicBool>) {
 }
 
 pub fn run(a: ReplayArgs) -> anyhow::Result<()> {
-    if !a.max && !(a.speed > 0.0 && a.speed.is_finite()) {
+    if !(a.max || a.speed > 0.0 && a.speed.is_finite()) {
         return Err(UsageError(format!("--speed {}: expected a positive number", a.speed)).into());
     }
     let rec = Recording::read(&a.session, &read_options(&a.paths))

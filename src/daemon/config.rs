@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::train::TrainConfig;
 
 /// Everything `alternator serve` needs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServeConfig {
     /// Which model to run.
@@ -231,21 +231,6 @@ impl Default for RetrainSection {
             holdout_fraction: 0.2,
             nice: 10,
             train: TrainConfig { max_seconds: Some(300.0), ..TrainConfig::default() },
-        }
-    }
-}
-
-impl Default for ServeConfig {
-    fn default() -> Self {
-        Self {
-            model: ModelSection::default(),
-            ingest: IngestSection::default(),
-            publish: PublishSection::default(),
-            record: RecordSection::default(),
-            decode: DecodeSection::default(),
-            stats: StatsSection::default(),
-            retrain: RetrainSection::default(),
-            control: ControlSection::default(),
         }
     }
 }

@@ -419,7 +419,7 @@ impl Engine {
         };
         let h = frame.header;
         let d = h.channels as usize;
-        let expected = *self.behavior_dims.get_or_insert(if d >= 1 && d <= BEHAVIOR_MAX_DIMS { d } else { 0 });
+        let expected = *self.behavior_dims.get_or_insert(if (1..=BEHAVIOR_MAX_DIMS).contains(&d) { d } else { 0 });
         if d != expected || d == 0 {
             self.counters.drop_one(DropReason::WrongChannels);
             return;

@@ -14,6 +14,9 @@
 use super::spec::{ModelSpec, Smoothing};
 use crate::matrix::Matrix;
 
+/// Behaviour rows and, optionally, which of them are labelled.
+pub type LabelledBehavior<'a> = (&'a Matrix, Option<&'a [bool]>);
+
 /// Normalisation statistics fitted on training data.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NormStats {
@@ -38,7 +41,7 @@ impl NormStats {
 
     /// Fits input statistics on the smoothed training inputs of every file
     /// and behaviour statistics on their labelled rows.
-    pub fn fit(spec: &ModelSpec, inputs: &[&Matrix], behavior: &[Option<(&Matrix, Option<&[bool]>)>]) -> Self {
+    pub fn fit(spec: &ModelSpec, inputs: &[&Matrix], behavior: &[Option<LabelledBehavior<'_>>]) -> Self {
         let c = spec.channels;
         let mut sum = vec![0f64; c];
         let mut sq = vec![0f64; c];

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::kernel::StepKernel;
 use super::net::{AlternatorNet, Batch, LossWeights};
-use super::preprocess::{preprocess_matrix, NormStats};
+use super::preprocess::{preprocess_matrix, LabelledBehavior, NormStats};
 use super::spec::{Activation, Mode, ModelSpec, Smoothing};
 use super::weights::Model;
 use crate::matrix::Matrix;
@@ -300,7 +300,7 @@ pub fn train(
         .zip(&splits)
         .map(|(s, &e)| s.behavior.map(|b| (b.slice_rows(0, e), s.behavior_valid.map(|m| m[..e].to_vec()))))
         .collect();
-    let behav_refs: Vec<Option<(&Matrix, Option<&[bool]>)>> = if cfg.mode == Mode::Decoding {
+    let behav_refs: Vec<Option<LabelledBehavior<'_>>> = if cfg.mode == Mode::Decoding {
         behav_heads.iter().map(|o| o.as_ref().map(|(b, m)| (b, m.as_deref()))).collect()
     } else {
         Vec::new()

@@ -1,0 +1,367 @@
+//! The daemon against real parts: ZeroMQ over TCP loopback, the real model,
+//! real HDF5 session files, and (for shutdown) the real binary and SIGTERM.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alternator::client::{collect_outputs, Received};
+use alternator::daemon::config::ServeConfig;
+use alternator::daemon::control;
+use alternator::daemon::Daemon;
+use alternator::matrix::Matrix;
+use alternator::model::{ModelFile, StepKernel};
+use alternator::recording::{ReadOptions, Recording};
+use alternator::replay::{Publisher, ReplayOptions};
+use alternator::wire::{encode_frame, DropReason, Dtype, Header, FLAG_IMPUTED};
+
+const MODEL: &str = "recordings/demo-model.safetensors";
+const DATA: &str = "recordings/demo-test.h5";
+
+fn demo(bins: usize) -> (ModelFile, Recording) {
+    let mf = ModelFile::load(Path::new(MODEL)).unwrap();
+    let rec = Recording::read(Path::new(DATA), &ReadOptions::default()).unwrap();
+    (mf, rec.slice_bins(0, bins))
+}
+
+fn config(record_dir: &Path) -> ServeConfig {
+    let mut c = ServeConfig::default();
+    c.ingest.endpoint = "tcp://127.0.0.1:*".into();
+    c.publish.endpoint = "tcp://127.0.0.1:*".into();
+    c.control.endpoint = "tcp://127.0.0.1:*".into();
+    c.record.dir = record_dir.to_path_buf();
+    c.stats.interval_s = 1.0;
+    c
+}
+
+/// Daemon + subscriber + publisher wired together on loopback.
+struct Rig {
+    ctx: zmq::Context,
+    daemon: Daemon,
+    stop_sub: Arc<AtomicBool>,
+    sub: std::thread::JoinHandle<Vec<Received>>,
+    publisher: Publisher,
+}
+
+impl Rig {
+    fn start(cfg: &ServeConfig, mf: ModelFile) -> Rig {
+        let ctx = zmq::Context::new();
+        let daemon = Daemon::start(cfg, mf, &ctx).unwrap();
+        let stop_sub = Arc::new(AtomicBool::new(false));
+        let sub = collect_outputs(&ctx, &daemon.publish_endpoint, stop_sub.clone(), 0, None).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let publisher = Publisher::new(&ctx, &daemon.ingest_endpoint, false).unwrap();
+        publisher.wait_for_subscriber(Duration::from_secs(5)).unwrap();
+        Rig { ctx, daemon, stop_sub, sub, publisher }
+    }
+
+    fn wait_outputs(&self, n: u64) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.daemon.counters.snapshot().bins_out < n && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    fn finish(self) -> (alternator::daemon::DaemonSummary, Vec<Received>) {
+        let summary = self.daemon.shutdown();
+        self.stop_sub.store(true, Ordering::Relaxed);
+        let got = self.sub.join().unwrap();
+        drop(self.ctx);
+        (summary, got)
+    }
+}
+
+/// Offline decoding with the same kernel, imputing the given seqs.
+fn offline(mf: &ModelFile, rec: &Recording, missing: impl Fn(usize) -> bool) -> Matrix {
+    let mut k = StepKernel::new(mf.model.clone());
+    let mut out = Matrix::zeros(rec.n_bins(), mf.model.spec.dz);
+    for t in 0..rec.n_bins() {
+        if missing(t) {
+            k.step_missing(out.row_mut(t));
+        } else {
+            k.step(rec.spikes.row(t), out.row_mut(t));
+        }
+    }
+    out
+}
+
+fn assert_matches(got: &[Received], want: &Matrix) {
+    assert_eq!(got.len(), want.rows, "one output per input timestep");
+    for (i, r) in got.iter().enumerate() {
+        assert_eq!(r.seq, i as u64, "outputs in seq order");
+        for (j, v) in r.values.iter().enumerate() {
+            let w = want.get(i, j);
+            assert!((v - w).abs() <= 1e-5 * w.abs().max(1.0), "seq {i} dim {j}: live {v} vs offline {w}");
+        }
+    }
+}
+
+#[test]
+fn live_decoding_equals_offline_eval_one_output_per_bin_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mf, rec) = demo(1500);
+    let mut rig = Rig::start(&config(dir.path()), mf.clone());
+    let stop = AtomicBool::new(false);
+    let r = rig.publisher.replay(&rec, &ReplayOptions { speed: None, ..ReplayOptions::default() }, &stop).unwrap();
+    assert_eq!(r.bins_sent, 1500);
+    rig.wait_outputs(1500);
+    let (summary, got) = rig.finish();
+    assert_matches(&got, &offline(&mf, &rec, |_| false));
+    assert!(got.iter().all(|r| r.flags == 0));
+    // The same numbers `eval` reports.
+    let report = alternator::commands::evaluate(&mf, &rec, &[], 10).unwrap();
+    for (i, r) in got.iter().enumerate() {
+        assert_eq!(r.values.as_slice(), report.decoded.row(i));
+    }
+    assert_eq!(summary.counters.bins_in, 1500);
+    assert_eq!(summary.counters.dropped_total(), 0);
+    assert_eq!(summary.counters.record_lost, 0);
+    assert_eq!(summary.latency.count, 1500);
+}
+
+#[test]
+fn dropped_seqs_are_imputed_and_flagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mf, rec) = demo(600);
+    let mut rig = Rig::start(&config(dir.path()), mf.clone());
+    let stop = AtomicBool::new(false);
+    let opts = ReplayOptions { speed: None, drop_every: Some(7), ..ReplayOptions::default() };
+    let r = rig.publisher.replay(&rec, &opts, &stop).unwrap();
+    // The last bin may be a skipped one: then nothing follows to reveal the gap.
+    let expected = if (600 % 7) == 0 { 599 } else { 600 };
+    assert_eq!(r.bins_skipped, 600 / 7);
+    rig.wait_outputs(expected);
+    let (summary, got) = rig.finish();
+    let missing = |t: usize| (t + 1) % 7 == 0;
+    let want = offline(&mf, &rec, missing).slice_rows(0, expected as usize);
+    assert_matches(&got, &want);
+    for r in &got {
+        assert_eq!(r.flags & FLAG_IMPUTED != 0, missing(r.seq as usize), "seq {}", r.seq);
+    }
+    assert_eq!(summary.counters.imputed, 600 / 7);
+}
+
+fn frame(seq: u64, channels: u32, values: &[f32]) -> Vec<u8> {
+    let mut b = Vec::new();
+    let h = Header { version: 1, dtype: Dtype::F32, flags: 0, seq, t_ns: 1, channels, samples: 1 };
+    encode_frame(&mut b, &h, values);
+    b
+}
+
+#[test]
+fn every_malformed_frame_kind_is_counted_and_decoding_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mf, rec) = demo(120);
+    let mut cfg = config(dir.path());
+    cfg.ingest.max_message_bytes = 4096;
+    let rig = Rig::start(&cfg, mf.clone());
+    let c = rec.n_channels() as u32;
+    let good = |seq: u64| frame(seq, c, rec.spikes.row(seq as usize));
+    let p = &rig.publisher;
+    for seq in 0..5 {
+        p.send_raw(b"spikes", &good(seq)).unwrap();
+    }
+    let mut bad_magic = good(99);
+    bad_magic[0] = b'X';
+    p.send_raw(b"spikes", &bad_magic).unwrap();
+    let mut bad_version = good(99);
+    bad_version[4] = 2;
+    p.send_raw(b"spikes", &bad_version).unwrap();
+    let mut bad_dtype = good(99);
+    bad_dtype[5] = 9;
+    p.send_raw(b"spikes", &bad_dtype).unwrap();
+    let truncated = good(99)[..100].to_vec();
+    p.send_raw(b"spikes", &truncated).unwrap();
+    p.send_raw(b"spikes", &frame(99, c - 1, &vec![1.0; (c - 1) as usize])).unwrap();
+    p.send_raw(b"spikes", &vec![0u8; 5000]).unwrap();
+    p.send_raw(b"telemetry", &good(99)).unwrap();
+    p.send_raw(b"spikes", &good(2)).unwrap(); // duplicate (older seq)
+    p.send_parts(&[b"spikes"]).unwrap(); // one part
+    p.send_parts(&[b"spikes", &good(99), b"extra"]).unwrap(); // three parts
+    for seq in 5..10 {
+        p.send_raw(b"spikes", &good(seq)).unwrap();
+    }
+    // A non-finite bin is imputed, not dropped from the output stream.
+    let mut nan = rec.spikes.row(10).to_vec();
+    nan[3] = f32::NAN;
+    p.send_raw(b"spikes", &frame(10, c, &nan)).unwrap();
+    for seq in 11..16 {
+        p.send_raw(b"spikes", &good(seq)).unwrap();
+    }
+    rig.wait_outputs(16);
+    let status = control::request(&rig.ctx, rig.daemon.control_endpoint.as_ref().unwrap(), "status", 2000).unwrap();
+    assert_eq!(status["counters"]["bins_out"], 16);
+    let (summary, got) = rig.finish();
+    let s = &summary.counters;
+    for reason in [
+        DropReason::BadMagic,
+        DropReason::BadVersion,
+        DropReason::BadDtype,
+        DropReason::Truncated,
+        DropReason::WrongChannels,
+        DropReason::TooLarge,
+        DropReason::BadTopic,
+        DropReason::Duplicate,
+        DropReason::NonFinite,
+    ] {
+        assert_eq!(s.dropped(reason), 1, "{reason:?} in {s:?}");
+    }
+    assert_eq!(s.dropped(DropReason::Malformed), 2, "{s:?}");
+    assert_eq!(got.len(), 16);
+    assert_eq!(got.iter().map(|r| r.seq).collect::<Vec<_>>(), (0..16).collect::<Vec<u64>>());
+    assert!(got[10].flags & FLAG_IMPUTED != 0);
+    let want = offline(&mf, &rec.slice_bins(0, 16), |t| t == 10);
+    assert_matches(&got, &want);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Serve {
+    child: Child,
+    ingest: String,
+    control: String,
+}
+
+fn spawn_serve(record_dir: &Path, extra: &[&str]) -> Serve {
+    let (pi, pp, pc) = (free_port(), free_port(), free_port());
+    let ingest = format!("tcp://127.0.0.1:{pi}");
+    let control = format!("tcp://127.0.0.1:{pc}");
+    let child = Command::new(env!("CARGO_BIN_EXE_alternator"))
+        .args(["serve", "--model", MODEL, "--ingest", &ingest, "--publish", &format!("tcp://127.0.0.1:{pp}")])
+        .args(["--control", &control, "--record-dir"])
+        .arg(record_dir)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    Serve { child, ingest, control }
+}
+
+fn wait_status(ctx: &zmq::Context, control: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(v) = control::request(ctx, control, "status", 500) {
+            if pred(&v) {
+                return v;
+            }
+        }
+        assert!(Instant::now() < deadline, "daemon did not reach the expected state");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn sigterm(child: &mut Child) -> std::process::Output {
+    let st = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(st.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "serve did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = std::mem::replace(child, Command::new("true").spawn().unwrap());
+    out.wait_with_output().unwrap()
+}
+
+fn session_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().map(|e| e == "h5").unwrap_or(false))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn sigterm_drains_and_the_session_file_holds_every_bin() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mf, rec) = demo(2000);
+    let mut serve = spawn_serve(dir.path(), &[]);
+    let ctx = zmq::Context::new();
+    wait_status(&ctx, &serve.control, |v| v["ok"] == true);
+    let mut p = Publisher::new(&ctx, &serve.ingest, false).unwrap();
+    p.wait_for_subscriber(Duration::from_secs(10)).unwrap();
+    let stop = AtomicBool::new(false);
+    p.replay(&rec, &ReplayOptions { speed: None, ..ReplayOptions::default() }, &stop).unwrap();
+    wait_status(&ctx, &serve.control, |v| v["counters"]["bins_in"] == 2000 && v["counters"]["behavior_in"] == 2000);
+    let out = sigterm(&mut serve.child);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "serve exited with {:?}: {stderr}", out.status);
+
+    let files = session_files(dir.path());
+    assert_eq!(files.len(), 1, "{files:?}");
+    let back = Recording::read(&files[0], &ReadOptions::default()).unwrap();
+    assert_eq!(back.n_bins(), 2000);
+    assert_eq!(back.spikes, rec.spikes, "every bin recorded, raw values intact");
+    assert_eq!(back.behavior, rec.behavior, "behaviour aligned by seq");
+    assert!(back.behavior_valid.as_ref().map(|v| v.iter().all(|&b| b)).unwrap_or(true));
+    let f = hdf5_metno::File::open(&files[0]).unwrap();
+    let outputs = f.dataset("outputs").unwrap().read_2d::<f32>().unwrap();
+    let want = offline(&mf, &rec, |_| false);
+    assert_eq!(outputs.as_slice().unwrap(), want.data.as_slice(), "recorded outputs are the decoded ones");
+    assert_eq!(f.dataset("seq").unwrap().read_raw::<u64>().unwrap(), (0..2000).collect::<Vec<u64>>());
+    assert_eq!(
+        f.attr("model_id").unwrap().read_scalar::<hdf5_metno::types::VarLenUnicode>().unwrap().as_str(),
+        mf.meta.id
+    );
+    drop(f);
+
+    // `eval` works on the session file.
+    let ev = Command::new(env!("CARGO_BIN_EXE_alternator"))
+        .args(["eval", "--model", MODEL, "--no-baselines", "--json", "--data"])
+        .arg(&files[0])
+        .output()
+        .unwrap();
+    assert!(ev.status.success(), "{}", String::from_utf8_lossy(&ev.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&ev.stdout).unwrap();
+    assert!(j["alternator"]["r2"].as_f64().unwrap() > 0.7, "{j}");
+}
+
+#[test]
+fn bad_config_is_refused_at_start_with_exit_code_64() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "[ingest]\nendpoint = \"nowhere\"\n[stats]\ninterval_s = -1\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_alternator")).args(["serve", "--config"]).arg(&cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ingest.endpoint") && err.contains("stats.interval_s"), "{err}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_alternator"))
+        .args(["serve", "--model", "no/such/model.safetensors"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no/such/model.safetensors"));
+}
+
+#[test]
+fn python_client_speaks_the_protocol() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut serve = spawn_serve(dir.path(), &["--no-record"]);
+    let ctx = zmq::Context::new();
+    let st = wait_status(&ctx, &serve.control, |v| v["ok"] == true);
+    let publish = st["publish"].as_str().unwrap().to_string();
+    let out = Command::new("python3")
+        .arg("tests/pyclient.py")
+        .args([&serve.ingest, &publish, "300", &st["channels"].to_string()])
+        .output()
+        .expect("python3 must be installed (scripts/setup.sh installs pyzmq and numpy)");
+    let _ = sigterm(&mut serve.child);
+    assert!(
+        out.status.success(),
+        "python client failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["received"], 300);
+    assert_eq!(j["in_order"], true);
+    assert_eq!(j["imputed"], 1, "{j}");
+}
