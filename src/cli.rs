@@ -27,6 +27,36 @@ pub enum Command {
     Demo(DemoArgs),
     /// Publish a recorded session to a daemon as a rig would.
     Replay(ReplayArgs),
+    /// Measure latency and throughput over TCP loopback with synthetic models and streams.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Channel counts to measure.
+    #[arg(long, value_delimiter = ',', default_value = "96,192,1024")]
+    pub channels: Vec<usize>,
+    /// Rates in bins/s, or `max` for as fast as possible.
+    #[arg(long, value_delimiter = ',', default_value = "50,1000,10000,max")]
+    pub rate: Vec<String>,
+    /// Seconds per run.
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
+    /// Write the results as a JSON array.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Draw the latency distributions (SVG).
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Time the decode step alone, without sockets.
+    #[arg(long)]
+    pub compute_only: bool,
+    /// Do not record sessions during the runs (recording is on by default, as in `serve`).
+    #[arg(long)]
+    pub no_record: bool,
+    /// Run a training job on a niced background thread during each run.
+    #[arg(long)]
+    pub with_training: bool,
 }
 
 #[derive(Debug, Args)]

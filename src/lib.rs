@@ -14,6 +14,7 @@
 #![allow(clippy::needless_range_loop, clippy::neg_cmp_op_on_partial_ord)]
 
 pub mod baselines;
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod commands;

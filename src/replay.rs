@@ -247,7 +247,7 @@ impl Publisher {
 
 /// Sleeps until shortly before `due`, then spins to it.
 pub fn pace_until(due: Instant) {
-    const SPIN: Duration = Duration::from_micros(300);
+    const SPIN: Duration = Duration::from_micros(150);
     loop {
         let now = Instant::now();
         if now >= due {

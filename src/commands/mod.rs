@@ -1,6 +1,7 @@
 //! One module per subcommand; each takes its parsed arguments and returns an
 //! `anyhow` error with context for the binary edge to print.
 
+mod bench;
 mod demo;
 mod eval;
 mod replay;
@@ -26,5 +27,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(a) => serve::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Replay(a) => replay::run(a),
+        Command::Bench(a) => bench::run(a),
     }
 }

@@ -14,7 +14,7 @@ use super::weights::{Dense, MlpWeights, Model};
 const BLOCK: usize = 16;
 
 /// `tanh` as a rational minimax approximation (odd degree-13 numerator over
-/// even degree-6 denominator, clamped at |x| = 7.9); max abs error < 1e-6 and
+/// even degree-6 denominator, clamped at |x| = 7.9); max abs error < 2e-6 and
 /// vectorisable, unlike libm's `tanhf`.
 #[inline(always)]
 pub fn fast_tanh(x: f32) -> f32 {
@@ -80,9 +80,70 @@ pub fn dense_forward(d: &Dense, x: &[f32], out: &mut [f32]) {
     }
 }
 
-/// Runs an MLP on `x` into `out`, using two scratch buffers of at least
-/// `net.max_width()` values.
-pub fn mlp_forward(net: &MlpWeights, act: Activation, x: &[f32], out: &mut [f32], sa: &mut [f32], sb: &mut [f32]) {
+/// A dense layer repacked for streaming: weights grouped by blocks of
+/// `BLOCK` outputs, each block stored input-major and contiguous
+/// (`blocks[(blk * in_dim + i) * BLOCK + k]`), outputs zero-padded to a whole
+/// block. The forward pass then reads memory strictly sequentially.
+#[derive(Debug, Clone)]
+pub struct PackedDense {
+    in_dim: usize,
+    out_dim: usize,
+    blocks: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+impl PackedDense {
+    /// Repacks an input-major layer.
+    pub fn pack(d: &Dense) -> Self {
+        let nb = d.out_dim.div_ceil(BLOCK);
+        let mut blocks = vec![0f32; nb * d.in_dim * BLOCK];
+        let mut bias = vec![0f32; nb * BLOCK];
+        for j in 0..d.out_dim {
+            let (blk, k) = (j / BLOCK, j % BLOCK);
+            bias[j] = d.b[j];
+            for i in 0..d.in_dim {
+                blocks[(blk * d.in_dim + i) * BLOCK + k] = d.w[i * d.out_dim + j];
+            }
+        }
+        Self { in_dim: d.in_dim, out_dim: d.out_dim, blocks, bias }
+    }
+
+    /// `out[..out_dim] = x W + b`.
+    #[inline]
+    pub fn forward(&self, x: &[f32], out: &mut [f32]) {
+        let x = &x[..self.in_dim];
+        let per_block = self.in_dim * BLOCK;
+        for (blk, w) in self.blocks.chunks_exact(per_block).enumerate() {
+            let mut acc: [f32; BLOCK] =
+                self.bias[blk * BLOCK..(blk + 1) * BLOCK].try_into().expect("invariant: bias padded to blocks");
+            for (xi, wrow) in x.iter().zip(w.chunks_exact(BLOCK)) {
+                for k in 0..BLOCK {
+                    acc[k] += xi * wrow[k];
+                }
+            }
+            let start = blk * BLOCK;
+            let n = BLOCK.min(self.out_dim - start);
+            out[start..start + n].copy_from_slice(&acc[..n]);
+        }
+    }
+}
+
+/// An MLP packed for streaming (see [`PackedDense`]).
+#[derive(Debug, Clone)]
+pub struct PackedMlp {
+    layers: Vec<PackedDense>,
+}
+
+impl PackedMlp {
+    /// Repacks every layer.
+    pub fn pack(net: &MlpWeights) -> Self {
+        Self { layers: net.layers.iter().map(PackedDense::pack).collect() }
+    }
+}
+
+/// Runs a packed MLP on `x` into `out`, using two scratch buffers of at
+/// least the widest layer's width.
+pub fn mlp_forward(net: &PackedMlp, act: Activation, x: &[f32], out: &mut [f32], sa: &mut [f32], sb: &mut [f32]) {
     let last = net.layers.len() - 1;
     for (i, layer) in net.layers.iter().enumerate() {
         let n = layer.out_dim;
@@ -94,15 +155,15 @@ pub fn mlp_forward(net: &MlpWeights, act: Activation, x: &[f32], out: &mut [f32]
             } else {
                 &sb[..]
             };
-            dense_forward(layer, src, &mut out[..n]);
+            layer.forward(src, &mut out[..n]);
         } else if i == 0 {
-            dense_forward(layer, x, &mut sa[..n]);
+            layer.forward(x, &mut sa[..n]);
             activate(act, &mut sa[..n]);
         } else if i % 2 == 1 {
-            dense_forward(layer, sa, &mut sb[..n]);
+            layer.forward(sa, &mut sb[..n]);
             activate(act, &mut sb[..n]);
         } else {
-            dense_forward(layer, sb, &mut sa[..n]);
+            layer.forward(sb, &mut sa[..n]);
             activate(act, &mut sa[..n]);
         }
     }
@@ -112,6 +173,8 @@ pub fn mlp_forward(net: &MlpWeights, act: Activation, x: &[f32], out: &mut [f32]
 #[derive(Debug, Clone)]
 pub struct StepKernel {
     model: Model,
+    ftn: PackedMlp,
+    otn: PackedMlp,
     pre: Preprocessor,
     c1: f32,
     c2: f32,
@@ -145,6 +208,8 @@ impl StepKernel {
             sb: vec![0.0; width],
             track_prediction: false,
             last_error: f32::NAN,
+            ftn: PackedMlp::pack(&model.ftn),
+            otn: PackedMlp::pack(&model.otn),
             model,
         }
     }
@@ -195,14 +260,14 @@ impl StepKernel {
     }
 
     fn predict_x(&mut self) {
-        mlp_forward(&self.model.otn, self.model.spec.activation, &self.z, &mut self.xpred, &mut self.sa, &mut self.sb);
+        mlp_forward(&self.otn, self.model.spec.activation, &self.z, &mut self.xpred, &mut self.sa, &mut self.sb);
         let cx = self.cx;
         self.xpred.iter_mut().for_each(|v| *v *= cx);
     }
 
     fn ftn_update(&mut self, out: &mut [f32]) {
         self.pre.stacked_into(&mut self.xin);
-        mlp_forward(&self.model.ftn, self.model.spec.activation, &self.xin, &mut self.u, &mut self.sa, &mut self.sb);
+        mlp_forward(&self.ftn, self.model.spec.activation, &self.xin, &mut self.u, &mut self.sa, &mut self.sb);
         for (z, u) in self.z.iter_mut().zip(&self.u) {
             *z = self.c1 * u + self.c2 * *z;
         }
@@ -297,9 +362,12 @@ mod tests {
             let x = [0.5, -1.0, 2.0, 0.0, 0.25];
             let mut out = vec![0.0; out_dim];
             dense_forward(&d, &x, &mut out);
+            let mut packed = vec![0.0; out_dim];
+            PackedDense::pack(&d).forward(&x, &mut packed);
             for j in 0..out_dim {
                 let want: f32 = b[j] + (0..in_dim).map(|i| x[i] * w[i * out_dim + j]).sum::<f32>();
                 assert!((out[j] - want).abs() < 1e-5, "j {j}: {} vs {want}", out[j]);
+                assert!((packed[j] - want).abs() < 1e-5, "packed j {j}: {} vs {want}", packed[j]);
             }
         }
     }

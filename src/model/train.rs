@@ -410,7 +410,7 @@ pub fn train(
             val_x_mse,
             seconds: t0.elapsed().as_secs_f64(),
         });
-        let improved = best.as_ref().map(|b| score > b.0).unwrap_or(true) && score.is_finite();
+        let improved = score.is_finite() && best.as_ref().map(|b| !b.0.is_finite() || score > b.0).unwrap_or(true);
         if improved || best.is_none() {
             best = Some((score, epoch, model, val_r2, val_x_mse));
             since_best = 0;

@@ -1,0 +1,348 @@
+//! End-to-end latency benchmark: a daemon on its own threads, a rig-like
+//! replayer and an output subscriber in this process, connected over real
+//! TCP loopback sockets. Latency is send (replayer `t_ns`) → receipt of the
+//! decoded output, per bin, in an HDR histogram; the compute-only mode times
+//! the decode step alone. Synthetic models and streams are generated on the
+//! fly, so the benchmark needs no files.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::daemon::config::ServeConfig;
+use crate::daemon::stats::latency_histogram;
+use crate::daemon::Daemon;
+use crate::matrix::Matrix;
+use crate::model::file::{ModelFile, ModelMeta};
+use crate::model::net::AlternatorNet;
+use crate::model::preprocess::NormStats;
+use crate::model::{Activation, Mode, Model, ModelSpec, Smoothing, StepKernel};
+use crate::replay::{monotonic_ns, pace_until, Publisher};
+use crate::rng::Rng;
+use crate::wire::{encode_f32, Dtype, Frame, FLAG_IMPUTED};
+
+/// One benchmark run's result (the JSON object of `alternator bench --json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchResult {
+    pub channels: usize,
+    /// Target rate; None = as fast as possible.
+    pub rate_hz: Option<f64>,
+    pub p50_us: f64,
+    pub p90_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub max_us: f64,
+    pub throughput_bins_per_s: f64,
+    pub sent: u64,
+    pub received: u64,
+    pub lost: u64,
+    pub imputed: u64,
+    /// The daemon's own receive → publish latency (compute + its socket calls).
+    pub daemon_p50_us: f64,
+    pub daemon_p99_us: f64,
+    pub daemon_p999_us: f64,
+    /// "end_to_end" (sockets) or "compute" (decode step only).
+    pub mode: String,
+    /// Whether a training job ran in the background during the measurement.
+    pub background_training: bool,
+    #[serde(skip)]
+    pub histogram: Option<Histogram<u64>>,
+}
+
+/// A random model of the benchmark architecture: FTN C → 256 → 2, OTN 2 → 64 → 128 → C.
+pub fn synthetic_model(channels: usize, seed: u64) -> ModelFile {
+    let spec = ModelSpec {
+        mode: Mode::Decoding,
+        channels,
+        history: 0,
+        dz: 2,
+        ftn_hidden: vec![256],
+        otn_hidden: vec![64, 128],
+        activation: Activation::Tanh,
+        alpha: 0.3,
+        sigma_x: 0.2,
+        sigma_z: 0.06,
+        smoothing: Smoothing::None,
+    };
+    let net = AlternatorNet::init(&spec, seed, &candle_core::Device::Cpu).expect("invariant: CPU init of a valid spec");
+    let model = Model {
+        stats: NormStats::identity(channels, 2),
+        ftn: net.ftn.export().expect("invariant: export"),
+        otn: net.otn.export().expect("invariant: export"),
+        spec,
+    };
+    ModelFile { meta: ModelMeta::new(&model, None, None), model }
+}
+
+/// Poisson-like counts for `bins` × `channels`.
+pub fn synthetic_bins(channels: usize, bins: usize, seed: u64) -> Matrix {
+    let mut rng = Rng::new(seed);
+    Matrix::from_vec(
+        bins,
+        channels,
+        (0..bins * channels).map(|_| (-(rng.uniform().max(1e-12)).ln() * 2.0).floor() as f32).collect(),
+    )
+}
+
+fn pct(h: &Histogram<u64>, q: f64) -> f64 {
+    if h.is_empty() {
+        0.0
+    } else {
+        h.value_at_quantile(q) as f64 / 1e3
+    }
+}
+
+/// Times the decode step alone (preprocess + FTN + z update + output encode) for `seconds`.
+pub fn compute_only(channels: usize, seconds: f64) -> BenchResult {
+    let mf = synthetic_model(channels, 1);
+    let data = synthetic_bins(channels, 1024, 2);
+    let mut k = StepKernel::new(mf.model);
+    let mut out = [0f32; 2];
+    let mut enc = Vec::with_capacity(64);
+    let mut h = latency_histogram();
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed().as_secs_f64() < seconds {
+        let t0 = Instant::now();
+        k.step(data.row((n & 1023) as usize), &mut out);
+        encode_f32(&mut enc, n, 0, 0, 2, &out);
+        h.saturating_record((t0.elapsed().as_nanos() as u64).max(1));
+        n += 1;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    result(channels, None, &h, n, n, 0, n as f64 / secs, "compute", false)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn result(
+    channels: usize,
+    rate: Option<f64>,
+    h: &Histogram<u64>,
+    sent: u64,
+    received: u64,
+    imputed: u64,
+    throughput: f64,
+    mode: &str,
+    bg: bool,
+) -> BenchResult {
+    BenchResult {
+        channels,
+        rate_hz: rate,
+        p50_us: pct(h, 0.5),
+        p90_us: pct(h, 0.9),
+        p99_us: pct(h, 0.99),
+        p999_us: pct(h, 0.999),
+        max_us: if h.is_empty() { 0.0 } else { h.max() as f64 / 1e3 },
+        throughput_bins_per_s: throughput,
+        sent,
+        received,
+        lost: sent.saturating_sub(received.saturating_sub(imputed)),
+        imputed,
+        daemon_p50_us: 0.0,
+        daemon_p99_us: 0.0,
+        daemon_p999_us: 0.0,
+        mode: mode.into(),
+        background_training: bg,
+        histogram: Some(h.clone()),
+    }
+}
+
+/// Runs a training job in a loop on a niced thread until `stop` is set (to
+/// measure decoding latency while retraining runs).
+pub fn background_training(stop: Arc<AtomicBool>, nice: i32) -> std::thread::JoinHandle<u64> {
+    std::thread::Builder::new()
+        .name("bench-training".into())
+        .spawn(move || {
+            let _ = crate::daemon::os::set_current_thread_nice(nice);
+            let x = synthetic_bins(96, 6000, 5);
+            let mut rng = Rng::new(9);
+            let y = Matrix::from_vec(6000, 2, (0..12000).map(|_| rng.normal() as f32).collect());
+            let mut epochs = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let cfg = crate::model::train::TrainConfig { max_epochs: 1, ..Default::default() };
+                let set = crate::model::train::TrainSet { spikes: &x, behavior: Some(&y), behavior_valid: None };
+                if crate::model::train::train(&[set], &cfg, &mut |_| {}).is_ok() {
+                    epochs += 1;
+                }
+            }
+            epochs
+        })
+        .expect("invariant: spawning a thread")
+}
+
+/// Outstanding bins allowed when sending as fast as possible.
+const MAX_IN_FLIGHT: u64 = 256;
+
+/// One end-to-end run over TCP loopback.
+pub fn end_to_end(
+    channels: usize,
+    rate_hz: Option<f64>,
+    seconds: f64,
+    record: bool,
+    bg_training: bool,
+) -> anyhow::Result<BenchResult> {
+    let dir = tempfile_dir()?;
+    let mut cfg = ServeConfig::default();
+    cfg.ingest.endpoint = "tcp://127.0.0.1:*".into();
+    cfg.publish.endpoint = "tcp://127.0.0.1:*".into();
+    cfg.control.enabled = false;
+    cfg.record.enabled = record;
+    cfg.record.dir = dir.clone();
+    cfg.stats.interval_s = 3600.0;
+    cfg.ingest.rcvhwm = 0;
+    cfg.publish.sndhwm = 0;
+    let ctx = zmq::Context::new();
+    let daemon = Daemon::start(&cfg, synthetic_model(channels, 1), &ctx).context("starting the daemon")?;
+
+    // Subscriber: histogram of send → receipt, seq bookkeeping.
+    let sub = ctx.socket(zmq::SUB)?;
+    sub.set_rcvhwm(0)?;
+    sub.connect(&daemon.publish_endpoint)?;
+    sub.set_subscribe(b"")?;
+    sub.set_rcvtimeo(100)?;
+    let stop_sub = Arc::new(AtomicBool::new(false));
+    let received = Arc::new(AtomicU64::new(0));
+    let (stop2, recv2) = (stop_sub.clone(), received.clone());
+    let subscriber = std::thread::Builder::new().name("bench-subscriber".into()).spawn(move || {
+        let mut h = latency_histogram();
+        let mut imputed = 0u64;
+        let mut topic = zmq::Message::new();
+        let mut body = zmq::Message::new();
+        loop {
+            if sub.recv(&mut topic, 0).is_err() {
+                if stop2.load(Ordering::Relaxed) {
+                    break;
+                }
+                continue;
+            }
+            if sub.recv(&mut body, 0).is_err() {
+                continue;
+            }
+            let now = monotonic_ns();
+            if let Ok(f) = Frame::parse(&body, 1 << 20) {
+                if f.header.flags & FLAG_IMPUTED != 0 {
+                    imputed += 1;
+                } else {
+                    h.saturating_record(now.saturating_sub(f.header.t_ns).max(1));
+                }
+                recv2.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        (h, imputed)
+    })?;
+    std::thread::sleep(Duration::from_millis(300));
+
+    let bg_stop = Arc::new(AtomicBool::new(false));
+    let bg = bg_training.then(|| background_training(bg_stop.clone(), cfg.retrain.nice));
+
+    let data = synthetic_bins(channels, 1000, 3);
+    let mut publisher = Publisher::new(&ctx, &daemon.ingest_endpoint, false)?;
+    publisher.wait_for_subscriber(Duration::from_secs(5))?;
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while start.elapsed().as_secs_f64() < seconds {
+        match rate_hz {
+            Some(r) => pace_until(start + Duration::from_secs_f64(sent as f64 / r)),
+            // As fast as the daemon sustains: at most MAX_IN_FLIGHT bins
+            // outstanding, so queues never grow and nothing is dropped.
+            None => {
+                while sent.saturating_sub(received.load(Ordering::Relaxed)) >= MAX_IN_FLIGHT {
+                    std::hint::spin_loop();
+                    if start.elapsed().as_secs_f64() >= seconds + 5.0 {
+                        break;
+                    }
+                }
+            }
+        }
+        publisher.send(
+            "spikes",
+            Dtype::F32,
+            sent,
+            monotonic_ns(),
+            channels as u32,
+            data.row((sent % 1000) as usize),
+        )?;
+        sent += 1;
+    }
+    let send_secs = start.elapsed().as_secs_f64();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while received.load(Ordering::Relaxed) < sent && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let done_secs = start.elapsed().as_secs_f64();
+    bg_stop.store(true, Ordering::Relaxed);
+    if let Some(h) = bg {
+        let _ = h.join();
+    }
+    let summary = daemon.shutdown();
+    stop_sub.store(true, Ordering::Relaxed);
+    let (h, imputed) = subscriber.join().map_err(|_| anyhow::anyhow!("subscriber panicked"))?;
+    let got = received.load(Ordering::Relaxed);
+    let _ = std::fs::remove_dir_all(&dir);
+    let throughput = if rate_hz.is_some() { got as f64 / send_secs } else { got as f64 / done_secs.max(send_secs) };
+    let mut r = result(channels, rate_hz, &h, sent, got, imputed, throughput, "end_to_end", bg_training);
+    r.daemon_p50_us = summary.latency.p50_us;
+    r.daemon_p99_us = summary.latency.p99_us;
+    r.daemon_p999_us = summary.latency.p999_us;
+    r.lost = sent.saturating_sub(summary.counters.bins_in).max(sent.saturating_sub(got.saturating_sub(imputed)));
+    Ok(r)
+}
+
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let d = std::env::temp_dir().join(format!("alternator-bench-{}-{}", std::process::id(), monotonic_ns()));
+    std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+    Ok(d)
+}
+
+/// An SVG of the latency distributions (complementary CDF, log–log).
+pub fn plot_svg(results: &[BenchResult]) -> String {
+    use std::fmt::Write as _;
+    let (w, h, m) = (800.0, 480.0, 60.0);
+    let mut s = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">"#
+    );
+    let _ = write!(s, r#"<text x="{m}" y="20">Latency distribution: fraction of bins slower than x (log–log)</text>"#);
+    let xmin = 1f64.log10();
+    let xmax = 10_000f64.log10();
+    let xpos = |us: f64| m + (us.max(1.0).log10() - xmin) / (xmax - xmin) * (w - 2.0 * m);
+    let ypos = |p: f64| 30.0 + (-(p.max(1e-5)).log10()) / 5.0 * (h - 30.0 - m);
+    for us in [1.0, 10.0, 100.0, 1000.0, 10000.0] {
+        let _ = write!(
+            s,
+            r##"<line x1="{0}" y1="30" x2="{0}" y2="{1}" stroke="#ddd"/><text x="{0}" y="{2}">{us} µs</text>"##,
+            xpos(us),
+            h - m,
+            h - m + 15.0
+        );
+    }
+    let colours = [
+        "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+        "#000000", "#aa0000",
+    ];
+    for (i, r) in results.iter().enumerate() {
+        let Some(hist) = &r.histogram else { continue };
+        if hist.is_empty() {
+            continue;
+        }
+        let mut pts = Vec::new();
+        for q in (0..=500).map(|k| 1.0 - 10f64.powf(-(k as f64) / 100.0)) {
+            let us = hist.value_at_quantile(q.min(0.99999)) as f64 / 1e3;
+            pts.push(format!("{:.1},{:.1}", xpos(us), ypos(1.0 - q)));
+        }
+        let c = colours[i % colours.len()];
+        let label = format!("{} ch @ {}", r.channels, r.rate_hz.map(|x| format!("{x:.0} Hz")).unwrap_or("max".into()));
+        let _ = write!(
+            s,
+            r#"<polyline fill="none" stroke="{c}" points="{}"/><text x="{}" y="{}" fill="{c}">{label}</text>"#,
+            pts.join(" "),
+            w - m - 80.0,
+            40.0 + 14.0 * i as f64
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}

@@ -1,0 +1,106 @@
+//! `alternator bench`: the latency/throughput table, JSON and plot.
+
+use anyhow::Context;
+
+use crate::bench::{compute_only, end_to_end, plot_svg, BenchResult};
+use crate::cli::BenchArgs;
+
+use super::UsageError;
+
+fn parse_rates(v: &[String]) -> anyhow::Result<Vec<Option<f64>>> {
+    v.iter()
+        .map(|r| {
+            if r == "max" {
+                Ok(None)
+            } else {
+                match r.parse::<f64>() {
+                    Ok(x) if x > 0.0 && x.is_finite() => Ok(Some(x)),
+                    _ => Err(UsageError(format!("--rate {r:?}: expected a positive number of bins/s or `max`")).into()),
+                }
+            }
+        })
+        .collect()
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+/// The results as a Markdown table.
+pub fn table(results: &[BenchResult]) -> String {
+    let mut s = String::from("| channels | rate (bins/s) | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | throughput bins/s | sent | received | lost | imputed | daemon p50/p99/p99.9 µs |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for r in results {
+        s.push_str(&format!(
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {} | {} | {} | {} | {:.1} / {:.1} / {:.1} |\n",
+            r.channels,
+            r.rate_hz.map(|x| format!("{x:.0}")).unwrap_or_else(|| "max".into()),
+            r.p50_us,
+            r.p90_us,
+            r.p99_us,
+            r.p999_us,
+            r.max_us,
+            r.throughput_bins_per_s,
+            r.sent,
+            r.received,
+            r.lost,
+            r.imputed,
+            r.daemon_p50_us,
+            r.daemon_p99_us,
+            r.daemon_p999_us
+        ));
+    }
+    s
+}
+
+pub fn run(a: BenchArgs) -> anyhow::Result<()> {
+    if !(a.seconds > 0.0 && a.seconds <= 3600.0) {
+        return Err(UsageError(format!("--seconds {}: expected (0, 3600]", a.seconds)).into());
+    }
+    if a.channels.is_empty() || a.channels.iter().any(|&c| c == 0 || c > 65536) {
+        return Err(UsageError("--channels: expected a comma-separated list of counts in 1..=65536".into()).into());
+    }
+    let rates = parse_rates(&a.rate)?;
+    println!(
+        "machine: {} × {} ({} logical CPUs)",
+        cpu_model(),
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
+    let mut results = Vec::new();
+    for &c in &a.channels {
+        if a.compute_only {
+            results.push(compute_only(c, a.seconds));
+            continue;
+        }
+        for &r in &rates {
+            let res = end_to_end(c, r, a.seconds, !a.no_record, a.with_training)
+                .with_context(|| format!("benchmark run {c} channels at {r:?} bins/s"))?;
+            eprintln!(
+                "  {} ch @ {}: p50 {:.1} µs p99 {:.1} µs, {:.0} bins/s, lost {}",
+                c,
+                r.map(|x| format!("{x:.0}")).unwrap_or("max".into()),
+                res.p50_us,
+                res.p99_us,
+                res.throughput_bins_per_s,
+                res.lost
+            );
+            results.push(res);
+        }
+    }
+    print!("{}", table(&results));
+    if let Some(p) = &a.json {
+        std::fs::write(p, serde_json::to_string_pretty(&results)?)
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    if let Some(p) = &a.plot {
+        std::fs::write(p, plot_svg(&results)).with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(())
+}
