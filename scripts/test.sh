@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-export RAYON_NUM_THREADS="${RAYON_NUM_THREADS:-2}"
+export RAYON_NUM_THREADS="${RAYON_NUM_THREADS:-1}"
 cargo test --all-targets --locked "$@"

@@ -29,6 +29,35 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Measure latency and throughput over TCP loopback with synthetic models and streams.
     Bench(BenchArgs),
+    /// Inspect the versioned models directory, or roll back to a generation.
+    Models(ModelsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ModelsArgs {
+    #[command(subcommand)]
+    pub action: ModelsAction,
+    /// The models directory.
+    #[arg(long, global = true, default_value = "models")]
+    pub models_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsAction {
+    /// List generations: number, status (live/accepted/rejected), validation R², parent, creation time.
+    List {
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make generation GEN live at next start, and in a running daemon now.
+    Rollback {
+        /// Generation number.
+        gen: u64,
+        /// Control endpoint of a running daemon to switch now (empty: only mark for next start).
+        #[arg(long, default_value = "tcp://127.0.0.1:5557")]
+        control: String,
+    },
 }
 
 #[derive(Debug, Args)]

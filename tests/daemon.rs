@@ -1,92 +1,20 @@
 //! The daemon against real parts: ZeroMQ over TCP loopback, the real model,
 //! real HDF5 session files, and (for shutdown) the real binary and SIGTERM.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use alternator::client::{collect_outputs, Received};
-use alternator::daemon::config::ServeConfig;
+use alternator::client::Received;
 use alternator::daemon::control;
-use alternator::daemon::Daemon;
 use alternator::matrix::Matrix;
-use alternator::model::{ModelFile, StepKernel};
 use alternator::recording::{ReadOptions, Recording};
 use alternator::replay::{Publisher, ReplayOptions};
 use alternator::wire::{encode_frame, DropReason, Dtype, Header, FLAG_IMPUTED};
-
-const MODEL: &str = "recordings/demo-model.safetensors";
-const DATA: &str = "recordings/demo-test.h5";
-
-fn demo(bins: usize) -> (ModelFile, Recording) {
-    let mf = ModelFile::load(Path::new(MODEL)).unwrap();
-    let rec = Recording::read(Path::new(DATA), &ReadOptions::default()).unwrap();
-    (mf, rec.slice_bins(0, bins))
-}
-
-fn config(record_dir: &Path) -> ServeConfig {
-    let mut c = ServeConfig::default();
-    c.ingest.endpoint = "tcp://127.0.0.1:*".into();
-    c.publish.endpoint = "tcp://127.0.0.1:*".into();
-    c.control.endpoint = "tcp://127.0.0.1:*".into();
-    c.record.dir = record_dir.to_path_buf();
-    c.stats.interval_s = 1.0;
-    c
-}
-
-/// Daemon + subscriber + publisher wired together on loopback.
-struct Rig {
-    ctx: zmq::Context,
-    daemon: Daemon,
-    stop_sub: Arc<AtomicBool>,
-    sub: std::thread::JoinHandle<Vec<Received>>,
-    publisher: Publisher,
-}
-
-impl Rig {
-    fn start(cfg: &ServeConfig, mf: ModelFile) -> Rig {
-        let ctx = zmq::Context::new();
-        let daemon = Daemon::start(cfg, mf, &ctx).unwrap();
-        let stop_sub = Arc::new(AtomicBool::new(false));
-        let sub = collect_outputs(&ctx, &daemon.publish_endpoint, stop_sub.clone(), 0, None).unwrap();
-        std::thread::sleep(Duration::from_millis(300));
-        let publisher = Publisher::new(&ctx, &daemon.ingest_endpoint, false).unwrap();
-        publisher.wait_for_subscriber(Duration::from_secs(5)).unwrap();
-        Rig { ctx, daemon, stop_sub, sub, publisher }
-    }
-
-    fn wait_outputs(&self, n: u64) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.daemon.counters.snapshot().bins_out < n && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-
-    fn finish(self) -> (alternator::daemon::DaemonSummary, Vec<Received>) {
-        let summary = self.daemon.shutdown();
-        self.stop_sub.store(true, Ordering::Relaxed);
-        let got = self.sub.join().unwrap();
-        drop(self.ctx);
-        (summary, got)
-    }
-}
-
-/// Offline decoding with the same kernel, imputing the given seqs.
-fn offline(mf: &ModelFile, rec: &Recording, missing: impl Fn(usize) -> bool) -> Matrix {
-    let mut k = StepKernel::new(mf.model.clone());
-    let mut out = Matrix::zeros(rec.n_bins(), mf.model.spec.dz);
-    for t in 0..rec.n_bins() {
-        if missing(t) {
-            k.step_missing(out.row_mut(t));
-        } else {
-            k.step(rec.spikes.row(t), out.row_mut(t));
-        }
-    }
-    out
-}
+use common::{config, demo, offline, Rig, MODEL};
 
 fn assert_matches(got: &[Received], want: &Matrix) {
     assert_eq!(got.len(), want.rows, "one output per input timestep");

@@ -4,6 +4,7 @@
 mod bench;
 mod demo;
 mod eval;
+mod models;
 mod replay;
 mod serve;
 mod simulate;
@@ -28,5 +29,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(a) => demo::run(a),
         Command::Replay(a) => replay::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Models(a) => models::run(a),
     }
 }

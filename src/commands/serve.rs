@@ -46,18 +46,22 @@ pub fn effective_config(a: &ServeArgs) -> anyhow::Result<ServeConfig> {
     Ok(cfg)
 }
 
-/// The model to start with: `model.path`, else the live generation in `models_dir`.
-pub fn initial_model(cfg: &ServeConfig) -> anyhow::Result<(PathBuf, ModelFile)> {
-    let path = match &cfg.model.path {
-        Some(p) => p.clone(),
-        None => crate::daemon::retrain::live_model_path(&cfg.model.models_dir)
-            .with_context(|| format!("looking for a live model in {}", cfg.model.models_dir.display()))?
-            .ok_or_else(|| {
-                UsageError(format!(
-                    "no model: give --model FILE or model.path, or put trained generations in {} (model.models_dir)",
-                    cfg.model.models_dir.display()
-                ))
-            })?,
+/// The model to start with: `--model`, else the live generation in
+/// `models_dir` (so a restart resumes the newest accepted model), else `model.path`.
+pub fn initial_model(cfg: &ServeConfig, cli_model: Option<&PathBuf>) -> anyhow::Result<(PathBuf, ModelFile)> {
+    let live = crate::daemon::retrain::live_model_path(&cfg.model.models_dir)
+        .with_context(|| format!("looking for a live model in {}", cfg.model.models_dir.display()))?;
+    let path = match (cli_model, live, &cfg.model.path) {
+        (Some(p), _, _) => p.clone(),
+        (None, Some(p), _) => p,
+        (None, None, Some(p)) => p.clone(),
+        (None, None, None) => {
+            return Err(UsageError(format!(
+                "no model: give --model FILE or model.path, or put trained generations in {} (model.models_dir)",
+                cfg.model.models_dir.display()
+            ))
+            .into())
+        }
     };
     let mf = ModelFile::load(&path).with_context(|| format!("loading model {}", path.display()))?;
     Ok((path, mf))
@@ -65,7 +69,7 @@ pub fn initial_model(cfg: &ServeConfig) -> anyhow::Result<(PathBuf, ModelFile)> 
 
 pub fn run(a: ServeArgs) -> anyhow::Result<()> {
     let cfg = effective_config(&a)?;
-    let (path, model) = initial_model(&cfg)?;
+    let (path, model) = initial_model(&cfg, a.model.as_ref())?;
     info!(path = %path.display(), id = %model.meta.id, "Model loaded.");
     let ctx = zmq::Context::new();
     let daemon = Daemon::start(&cfg, model, &ctx).context("starting the daemon")?;

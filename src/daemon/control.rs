@@ -24,6 +24,10 @@ pub trait ControlActions: Send + 'static {
     fn retrain(&self) -> Result<String, String>;
     /// Make generation `gen` live; Err with the reason when it cannot be.
     fn rollback(&self, gen: u64) -> Result<String, String>;
+    /// The retrainer's status, when retraining is configured.
+    fn retrain_status(&self) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 /// Static facts the status answer reports.
@@ -53,6 +57,7 @@ pub fn answer(
             "ingest": info.ingest_endpoint,
             "publish": info.publish_endpoint,
             "counters": counters.snapshot(),
+            "retrain": actions.retrain_status(),
         }),
         (Some("retrain"), None) => match actions.retrain() {
             Ok(m) => json!({"ok": true, "message": m}),

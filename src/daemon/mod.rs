@@ -9,6 +9,7 @@
 pub mod config;
 pub mod control;
 pub mod decode_loop;
+pub mod models;
 pub mod os;
 pub mod recorder;
 pub mod retrain;
@@ -116,6 +117,7 @@ impl Daemon {
         let out_dim = model.model.spec.dz;
 
         let (closed_tx, closed_rx) = bounded::<ClosedSession>(1024);
+        let rotate = Arc::new(AtomicBool::new(false));
         let (rec_link, recorder) = if cfg.record.enabled {
             let n = (cfg.record.queue_bins / BATCH_ROWS).max(4);
             let (full_tx, full_rx) = bounded::<RecordBatch>(n);
@@ -131,7 +133,7 @@ impl Daemon {
                 channels,
                 out_dim,
             };
-            let rec = Recorder::new(cfg.record.clone(), info, counters.clone(), Some(closed_tx));
+            let rec = Recorder::new(cfg.record.clone(), info, counters.clone(), Some(closed_tx), rotate.clone());
             let h = std::thread::Builder::new()
                 .name("recorder".into())
                 .spawn(move || rec.run(full_rx, free_tx))
@@ -184,9 +186,16 @@ impl Daemon {
             .map_err(|source| DaemonError::Thread { name: "decode-loop", source })?;
 
         let model_id = Arc::new(std::sync::Mutex::new(model.meta.id.clone()));
-        let retrainer =
-            retrain::RetrainHandle::start(cfg, &model, control.clone(), counters.clone(), closed_rx, model_id.clone())
-                .map_err(|source| DaemonError::Thread { name: "retrainer", source })?;
+        let retrainer = retrain::RetrainHandle::start(
+            cfg,
+            &model,
+            control.clone(),
+            counters.clone(),
+            closed_rx,
+            model_id.clone(),
+            rotate,
+        )
+        .map_err(|source| DaemonError::Thread { name: "retrainer", source })?;
         let control_stop = Arc::new(AtomicBool::new(false));
         let (control_thread, control_endpoint) = if cfg.control.enabled {
             let (rep, ep) = socket(ctx, zmq::REP, &cfg.control.endpoint, true)?;

@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -286,6 +287,8 @@ pub struct Recorder {
     closed: Vec<ClosedSession>,
     /// Notified of every closed file (retraining picks labelled sessions up).
     closed_tx: Option<Sender<ClosedSession>>,
+    /// Set by the retrainer: close the current file before the next batch.
+    rotate_requested: Arc<AtomicBool>,
 }
 
 impl Recorder {
@@ -295,8 +298,9 @@ impl Recorder {
         info: SessionInfo,
         counters: Arc<LoopCounters>,
         closed_tx: Option<Sender<ClosedSession>>,
+        rotate_requested: Arc<AtomicBool>,
     ) -> Self {
-        Self { cfg, info, counters, current: None, file_index: 0, closed: Vec::new(), closed_tx }
+        Self { cfg, info, counters, current: None, file_index: 0, closed: Vec::new(), closed_tx, rotate_requested }
     }
 
     fn next_path(&mut self) -> PathBuf {
@@ -329,9 +333,11 @@ impl Recorder {
         if b.is_empty() {
             return;
         }
+        let requested = self.rotate_requested.swap(false, Ordering::Relaxed);
         let rotate = match &self.current {
             Some(f) => {
-                b.starts_new_stream
+                requested
+                    || b.starts_new_stream
                     || f.opened.elapsed().as_secs() >= self.cfg.rotate_seconds
                     || f.bytes >= self.cfg.rotate_bytes
             }
@@ -375,10 +381,21 @@ impl Recorder {
         if let Err(e) = std::fs::create_dir_all(&self.cfg.dir) {
             warn!(dir = %self.cfg.dir.display(), error = %e, "Cannot create the recording directory.");
         }
-        while let Ok(mut b) = full_rx.recv() {
-            self.write(&b);
-            b.clear();
-            let _ = free_tx.try_send(b);
+        loop {
+            match full_rx.recv_timeout(std::time::Duration::from_millis(200)) {
+                Ok(mut b) => {
+                    self.write(&b);
+                    b.clear();
+                    let _ = free_tx.try_send(b);
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    // An idle stream: honour a rotation request right away.
+                    if self.rotate_requested.swap(false, Ordering::Relaxed) {
+                        self.close_current();
+                    }
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            }
         }
         self.close_current();
         self.closed
