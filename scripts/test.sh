@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The whole test suite: installs prerequisites, then runs every unit and
-# integration test (real HDF5 files, real ZeroMQ sockets, the real model).
+# The whole test suite: installs prerequisites, checks that the benchmarks
+# build, then runs every unit and integration test (real HDF5 files, real
+# ZeroMQ sockets, the real model, a Python client).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export RAYON_NUM_THREADS="${RAYON_NUM_THREADS:-1}"
-cargo test --all-targets --locked "$@"
+cargo build --benches --locked --quiet
+cargo test --lib --bins --tests --locked "$@"

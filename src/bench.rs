@@ -41,6 +41,9 @@ pub struct BenchResult {
     pub received: u64,
     pub lost: u64,
     pub imputed: u64,
+    /// Frames the daemon dropped (any reason) and bins its recorder lost.
+    pub daemon_dropped: u64,
+    pub record_lost: u64,
     /// The daemon's own receive → publish latency (compute + its socket calls).
     pub daemon_p50_us: f64,
     pub daemon_p99_us: f64,
@@ -142,6 +145,8 @@ fn result(
         received,
         lost: sent.saturating_sub(received.saturating_sub(imputed)),
         imputed,
+        daemon_dropped: 0,
+        record_lost: 0,
         daemon_p50_us: 0.0,
         daemon_p99_us: 0.0,
         daemon_p999_us: 0.0,
@@ -285,6 +290,8 @@ pub fn end_to_end(
     let _ = std::fs::remove_dir_all(&dir);
     let throughput = if rate_hz.is_some() { got as f64 / send_secs } else { got as f64 / done_secs.max(send_secs) };
     let mut r = result(channels, rate_hz, &h, sent, got, imputed, throughput, "end_to_end", bg_training);
+    r.daemon_dropped = summary.counters.dropped_total();
+    r.record_lost = summary.counters.record_lost;
     r.daemon_p50_us = summary.latency.p50_us;
     r.daemon_p99_us = summary.latency.p99_us;
     r.daemon_p999_us = summary.latency.p999_us;

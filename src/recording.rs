@@ -541,6 +541,18 @@ pub fn read_attr_f64(path: &Path, name: &str) -> Result<Option<f64>, RecordingEr
     read_number_attr(&file, path, name)
 }
 
+/// The `/seq` dataset of a session file written by the daemon (the stream's
+/// sequence number of every recorded bin), if the file has one and it matches
+/// the number of bins.
+pub fn read_session_seq(path: &Path) -> Result<Option<Vec<u64>>, RecordingError> {
+    let file = open_existing(path)?;
+    let Ok(ds) = file.dataset("seq") else {
+        return Ok(None);
+    };
+    let v: Vec<u64> = ds.read_raw::<u64>().map_err(|e| h5err(path, "reading dataset `seq`", e))?;
+    Ok(Some(v))
+}
+
 /// Element type of one [`AppendWriter`] dataset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {

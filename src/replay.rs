@@ -36,6 +36,8 @@ pub enum ReplayError {
     EmptyRange { from: f64, to: f64, length: f64 },
     #[error("--speed {0} must be a positive number")]
     BadSpeed(f64),
+    #[error("the recording's /seq has {seqs} entries for {bins} bins")]
+    SeqLength { seqs: usize, bins: usize },
 }
 
 /// How to replay.
@@ -57,6 +59,9 @@ pub struct ReplayOptions {
     pub behavior_topic: Option<String>,
     /// First seq.
     pub first_seq: u64,
+    /// Seq of every bin as recorded (a daemon session's `/seq`): gaps and
+    /// restarts are reproduced exactly. Overrides `first_seq`; one pass only.
+    pub seqs: Option<Vec<u64>>,
 }
 
 impl Default for ReplayOptions {
@@ -70,6 +75,7 @@ impl Default for ReplayOptions {
             topic: "spikes".into(),
             behavior_topic: Some("behavior".into()),
             first_seq: 0,
+            seqs: None,
         }
     }
 }
@@ -188,6 +194,11 @@ impl Publisher {
         if idx.is_empty() {
             return Err(ReplayError::EmptyRange { from: opts.from_s, to, length });
         }
+        if let Some(v) = &opts.seqs {
+            if v.len() != n {
+                return Err(ReplayError::SeqLength { seqs: v.len(), bins: n });
+            }
+        }
         let c = rec.n_channels() as u32;
         let mut pacing = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("invariant: static bounds");
         let t0 = time_of(idx[0]);
@@ -207,8 +218,11 @@ impl Publisher {
                     let late = Instant::now().saturating_duration_since(due).as_nanos() as u64;
                     pacing.saturating_record(late.max(1));
                 }
-                let this_seq = seq;
-                seq += 1;
+                let this_seq = match &opts.seqs {
+                    Some(v) => v[i],
+                    None => seq,
+                };
+                seq = this_seq + 1;
                 if opts.drop_every.map(|k| k > 0 && (this_seq - opts.first_seq + 1) % k == 0).unwrap_or(false) {
                     skipped += 1;
                     continue;
@@ -224,7 +238,7 @@ impl Publisher {
                 }
             }
             pass += 1;
-            if !opts.repeat {
+            if !opts.repeat || opts.seqs.is_some() {
                 break;
             }
         }

@@ -41,6 +41,13 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<()> {
     }
     let rec = Recording::read(&a.session, &read_options(&a.paths))
         .with_context(|| format!("reading session {}", a.session.display()))?;
+    if rec.n_bins() == 0 {
+        return Err(UsageError(format!("{} holds no bins", a.session.display())).into());
+    }
+    // A daemon session file carries its stream's seqs: replay them as recorded.
+    let seqs = crate::recording::read_session_seq(&a.session)
+        .with_context(|| format!("reading /seq of {}", a.session.display()))?;
+    let seqs = seqs.filter(|s| s.len() == rec.n_bins());
     let ctx = zmq::Context::new();
     if !a.control.is_empty() {
         match control::request(&ctx, &a.control, "status", 2000) {
@@ -70,6 +77,7 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<()> {
         to_s: a.to,
         drop_every: a.drop_every,
         topic: a.topic.clone(),
+        seqs: if a.repeat { None } else { seqs },
         ..ReplayOptions::default()
     };
     info!(path = %a.session.display(), bins = rec.n_bins(), channels = rec.n_channels(), endpoint = %a.endpoint, "Replaying.");
