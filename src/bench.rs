@@ -44,6 +44,8 @@ pub struct BenchResult {
     /// Frames the daemon dropped (any reason) and bins its recorder lost.
     pub daemon_dropped: u64,
     pub record_lost: u64,
+    /// Bins the daemon received and decoded.
+    pub daemon_bins_in: u64,
     /// The daemon's own receive → publish latency (compute + its socket calls).
     pub daemon_p50_us: f64,
     pub daemon_p99_us: f64,
@@ -147,6 +149,7 @@ fn result(
         imputed,
         daemon_dropped: 0,
         record_lost: 0,
+        daemon_bins_in: 0,
         daemon_p50_us: 0.0,
         daemon_p99_us: 0.0,
         daemon_p999_us: 0.0,
@@ -201,7 +204,10 @@ pub fn end_to_end(
     cfg.ingest.rcvhwm = 0;
     cfg.publish.sndhwm = 0;
     let ctx = zmq::Context::new();
-    let daemon = Daemon::start(&cfg, synthetic_model(channels, 1), &ctx).context("starting the daemon")?;
+    // The daemon gets its own ZeroMQ context (its own I/O thread), as a
+    // separate process would.
+    let daemon_ctx = zmq::Context::new();
+    let daemon = Daemon::start(&cfg, synthetic_model(channels, 1), &daemon_ctx).context("starting the daemon")?;
 
     // Subscriber: histogram of send → receipt, seq bookkeeping.
     let sub = ctx.socket(zmq::SUB)?;
@@ -292,6 +298,7 @@ pub fn end_to_end(
     let mut r = result(channels, rate_hz, &h, sent, got, imputed, throughput, "end_to_end", bg_training);
     r.daemon_dropped = summary.counters.dropped_total();
     r.record_lost = summary.counters.record_lost;
+    r.daemon_bins_in = summary.counters.bins_in;
     r.daemon_p50_us = summary.latency.p50_us;
     r.daemon_p99_us = summary.latency.p99_us;
     r.daemon_p999_us = summary.latency.p999_us;

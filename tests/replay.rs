@@ -112,7 +112,10 @@ fn only_session(dir: &Path) -> PathBuf {
     v.pop().unwrap()
 }
 
-fn recorded_outputs(path: &Path) -> (Vec<f32>, Vec<u64>, Vec<u8>) {
+/// Decoded values, seqs and flags of a stream's outputs.
+type Outputs = (Vec<f32>, Vec<u64>, Vec<u8>);
+
+fn recorded_outputs(path: &Path) -> Outputs {
     let f = hdf5_metno::File::open(path).unwrap();
     (
         f.dataset("outputs").unwrap().read_raw::<f32>().unwrap(),
@@ -123,7 +126,7 @@ fn recorded_outputs(path: &Path) -> (Vec<f32>, Vec<u64>, Vec<u8>) {
 
 /// Streams `rec` (with `opts`) into a fresh daemon recording into `dir`;
 /// returns the live outputs (values, seq, flags) and the session file.
-fn run_session(dir: &Path, rec: &Recording, opts: ReplayOptions) -> ((Vec<f32>, Vec<u64>, Vec<u8>), PathBuf) {
+fn run_session(dir: &Path, rec: &Recording, opts: ReplayOptions) -> (Outputs, PathBuf) {
     let (mf, _) = demo(1);
     let mut rig = Rig::start(&config(dir), mf);
     let r = rig.publisher.replay(rec, &opts, &AtomicBool::new(false)).unwrap();

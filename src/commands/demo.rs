@@ -44,7 +44,8 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     cfg.record.bin_seconds = rec.bin_seconds;
     cfg.stats.interval_s = 2.0;
     let ctx = zmq::Context::new();
-    let daemon = Daemon::start(&cfg, mf.clone(), &ctx).context("starting the daemon")?;
+    // The daemon has its own ZeroMQ context (I/O thread), as in its own process.
+    let daemon = Daemon::start(&cfg, mf.clone(), &zmq::Context::new()).context("starting the daemon")?;
 
     let stop_sub = Arc::new(AtomicBool::new(false));
     let print_every = ((0.5 / rec.bin_seconds) as u64).max(1);

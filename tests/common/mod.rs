@@ -49,8 +49,11 @@ impl Rig {
             .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
             .with_test_writer()
             .try_init();
+        // The daemon gets its own ZeroMQ context, as a separate process would
+        // have: sharing one I/O thread with the clients lost output frames at
+        // saturation in the benchmark.
         let ctx = zmq::Context::new();
-        let daemon = Daemon::start(cfg, mf, &ctx).unwrap();
+        let daemon = Daemon::start(cfg, mf, &zmq::Context::new()).unwrap();
         let stop_sub = Arc::new(AtomicBool::new(false));
         let sub = collect_outputs(&ctx, &daemon.publish_endpoint, stop_sub.clone(), 0, None).unwrap();
         std::thread::sleep(Duration::from_millis(300));
