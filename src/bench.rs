@@ -161,10 +161,14 @@ fn result(
 
 /// Runs a training job in a loop on a niced thread until `stop` is set (to
 /// measure decoding latency while retraining runs).
-pub fn background_training(stop: Arc<AtomicBool>, nice: i32) -> std::thread::JoinHandle<u64> {
+/// With `core`, the job runs on that core (the daemon's, as retraining would).
+pub fn background_training(stop: Arc<AtomicBool>, nice: i32, core: Option<usize>) -> std::thread::JoinHandle<u64> {
     std::thread::Builder::new()
         .name("bench-training".into())
         .spawn(move || {
+            if let Some(c) = core {
+                let _ = crate::daemon::os::pin_current_thread(c);
+            }
             let _ = crate::daemon::os::set_current_thread_nice(nice);
             let x = synthetic_bins(96, 6000, 5);
             let mut rng = Rng::new(9);
@@ -192,6 +196,7 @@ pub fn end_to_end(
     seconds: f64,
     record: bool,
     bg_training: bool,
+    pin: bool,
 ) -> anyhow::Result<BenchResult> {
     let dir = tempfile_dir()?;
     let mut cfg = ServeConfig::default();
@@ -203,11 +208,27 @@ pub fn end_to_end(
     cfg.stats.interval_s = 3600.0;
     cfg.ingest.rcvhwm = 0;
     cfg.publish.sndhwm = 0;
-    let ctx = zmq::Context::new();
     // The daemon gets its own ZeroMQ context (its own I/O thread), as a
-    // separate process would.
-    let daemon_ctx = zmq::Context::new();
-    let daemon = Daemon::start(&cfg, synthetic_model(channels, 1), &daemon_ctx).context("starting the daemon")?;
+    // separate process would. With `pin`, every daemon thread (decode loop,
+    // recorder, libzmq I/O thread — threads inherit their creator's CPU mask)
+    // lives on core 1 and the rig side on core 0, like `taskset -c 1 alternator serve`.
+    let model = synthetic_model(channels, 1);
+    let cfg2 = cfg.clone();
+    let (daemon, _daemon_ctx) = std::thread::spawn(move || {
+        if pin {
+            crate::daemon::os::pin_current_thread(1)?;
+        }
+        let daemon_ctx = zmq::Context::new();
+        let d = Daemon::start(&cfg2, model, &daemon_ctx)?;
+        anyhow::Ok((d, daemon_ctx))
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("daemon start panicked"))?
+    .context("starting the daemon")?;
+    if pin {
+        crate::daemon::os::pin_current_thread(0).context("pinning the rig side to core 0")?;
+    }
+    let ctx = zmq::Context::new();
 
     // Subscriber: histogram of send → receipt, seq bookkeeping.
     let sub = ctx.socket(zmq::SUB)?;
@@ -248,7 +269,7 @@ pub fn end_to_end(
     std::thread::sleep(Duration::from_millis(300));
 
     let bg_stop = Arc::new(AtomicBool::new(false));
-    let bg = bg_training.then(|| background_training(bg_stop.clone(), cfg.retrain.nice));
+    let bg = bg_training.then(|| background_training(bg_stop.clone(), cfg.retrain.nice, pin.then_some(1)));
 
     let data = synthetic_bins(channels, 1000, 3);
     let mut publisher = Publisher::new(&ctx, &daemon.ingest_endpoint, false)?;

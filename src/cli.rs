@@ -86,6 +86,9 @@ pub struct BenchArgs {
     /// Run a training job on a niced background thread during each run.
     #[arg(long)]
     pub with_training: bool,
+    /// Pin the daemon's threads to core 1 and the rig side to core 0.
+    #[arg(long)]
+    pub pin: bool,
 }
 
 #[derive(Debug, Args)]

@@ -80,7 +80,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             continue;
         }
         for &r in &rates {
-            let res = end_to_end(c, r, a.seconds, !a.no_record, a.with_training)
+            let res = end_to_end(c, r, a.seconds, !a.no_record, a.with_training, a.pin)
                 .with_context(|| format!("benchmark run {c} channels at {r:?} bins/s"))?;
             eprintln!(
                 "  {} ch @ {}: p50 {:.1} µs p99 {:.1} µs, {:.0} bins/s, lost {}",
