@@ -293,3 +293,59 @@ fn python_client_speaks_the_protocol() {
     assert_eq!(j["in_order"], true);
     assert_eq!(j["imputed"], 1, "{j}");
 }
+
+#[test]
+fn a_model_with_another_channel_count_is_refused_at_swap() {
+    use alternator::daemon::decode_loop::{LoopCommand, SwapOutcome};
+    let dir = tempfile::tempdir().unwrap();
+    let (mf, rec) = demo(50);
+    let mut rig = Rig::start(&config(dir.path()), mf.clone());
+    let other = alternator::bench::synthetic_model(50, 3);
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let kernel = Box::new(alternator::model::StepKernel::new(other.model.clone()));
+    rig.daemon.control.send(LoopCommand::Swap { kernel, model_id: other.meta.id.clone(), reply: tx }).unwrap();
+    match rx.recv_timeout(Duration::from_secs(5)).unwrap() {
+        SwapOutcome::Refused { reason, .. } => assert!(reason.contains("50 channels"), "{reason}"),
+        SwapOutcome::Swapped { .. } => panic!("a 50-channel model was swapped into a 96-channel stream"),
+    }
+    // Decoding goes on with the original model.
+    rig.publisher
+        .replay(&rec, &ReplayOptions { speed: None, ..ReplayOptions::default() }, &AtomicBool::new(false))
+        .unwrap();
+    rig.wait_outputs(50);
+    let (summary, got) = rig.finish();
+    assert_eq!(summary.counters.swaps_refused, 1);
+    assert_eq!(summary.counters.swaps, 0);
+    assert_matches(&got, &offline(&mf, &rec, |_| false));
+}
+
+#[test]
+fn sighup_triggers_a_retraining_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_path = dir.path().join("serve.toml");
+    let models = dir.path().join("models");
+    std::fs::write(
+        &cfg_path,
+        format!(
+            "[model]\nmodels_dir = {:?}\n[retrain]\nenabled = true\n[retrain.train]\nftn_hidden = [32]\notn_hidden = [16]\nmax_epochs = 3\nwindow_bins = 100\n",
+            models.display().to_string()
+        ),
+    )
+    .unwrap();
+    let (_, rec) = demo(1500);
+    let mut serve = spawn_serve(dir.path(), &["--config", cfg_path.to_str().unwrap()]);
+    let ctx = zmq::Context::new();
+    wait_status(&ctx, &serve.control, |v| v["ok"] == true);
+    let mut p = Publisher::new(&ctx, &serve.ingest, false).unwrap();
+    p.wait_for_subscriber(Duration::from_secs(10)).unwrap();
+    p.replay(&rec, &ReplayOptions { speed: None, ..ReplayOptions::default() }, &AtomicBool::new(false)).unwrap();
+    wait_status(&ctx, &serve.control, |v| v["counters"]["behavior_in"] == 1500);
+    let st = Command::new("kill").args(["-HUP", &serve.child.id().to_string()]).status().unwrap();
+    assert!(st.success());
+    let done = wait_status(&ctx, &serve.control, |v| v["retrain"]["runs"] == 1 && v["retrain"]["running"] == false);
+    let d = &done["retrain"];
+    assert_eq!(d["accepted"].as_u64().unwrap() + d["rejected"].as_u64().unwrap(), 1, "{done}");
+    let out = sigterm(&mut serve.child);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(models.join("gen-000002.safetensors").exists(), "the candidate was stored as generation 2");
+}
