@@ -71,15 +71,21 @@ pub struct DaemonSummary {
     pub sessions: Vec<ClosedSession>,
 }
 
+/// Creates a socket, applies `configure` (HWMs, subscriptions) *before*
+/// binding or connecting — libzmq copies the options into each listener and
+/// connection when they are made, so options set afterwards would silently
+/// not apply — then binds or connects and reports the actual endpoint.
 fn socket(
     ctx: &zmq::Context,
     kind: zmq::SocketType,
     endpoint: &str,
     bind: bool,
+    configure: impl FnOnce(&zmq::Socket) -> Result<(), zmq::Error>,
 ) -> Result<(zmq::Socket, String), DaemonError> {
     let err = |action, source| DaemonError::Socket { action, endpoint: endpoint.to_string(), source };
     let s = ctx.socket(kind).map_err(|e| err("create a socket for", e))?;
     s.set_linger(1000).map_err(|e| err("configure", e))?;
+    configure(&s).map_err(|e| err("configure", e))?;
     if bind {
         s.bind(endpoint).map_err(|e| err("bind", e))?;
     } else {
@@ -93,23 +99,12 @@ impl Daemon {
     /// Opens the sockets (errors here are reported before anything runs) and
     /// starts the decode loop, the recorder and (if enabled) the retrainer.
     pub fn start(cfg: &ServeConfig, model: ModelFile, ctx: &zmq::Context) -> Result<Daemon, DaemonError> {
-        let (sub, ingest_endpoint) = socket(ctx, zmq::SUB, &cfg.ingest.endpoint, cfg.ingest.bind)?;
-        sub.set_rcvhwm(cfg.ingest.rcvhwm).map_err(|e| DaemonError::Socket {
-            action: "configure",
-            endpoint: ingest_endpoint.clone(),
-            source: e,
+        let (sub, ingest_endpoint) = socket(ctx, zmq::SUB, &cfg.ingest.endpoint, cfg.ingest.bind, |s| {
+            s.set_rcvhwm(cfg.ingest.rcvhwm)?;
+            s.set_subscribe(cfg.ingest.subscribe.as_bytes())
         })?;
-        sub.set_subscribe(cfg.ingest.subscribe.as_bytes()).map_err(|e| DaemonError::Socket {
-            action: "subscribe on",
-            endpoint: ingest_endpoint.clone(),
-            source: e,
-        })?;
-        let (pubs, publish_endpoint) = socket(ctx, zmq::PUB, &cfg.publish.endpoint, cfg.publish.bind)?;
-        pubs.set_sndhwm(cfg.publish.sndhwm).map_err(|e| DaemonError::Socket {
-            action: "configure",
-            endpoint: publish_endpoint.clone(),
-            source: e,
-        })?;
+        let (pubs, publish_endpoint) =
+            socket(ctx, zmq::PUB, &cfg.publish.endpoint, cfg.publish.bind, |s| s.set_sndhwm(cfg.publish.sndhwm))?;
 
         let counters = Arc::new(LoopCounters::default());
         let shutdown = Arc::new(AtomicBool::new(false));
@@ -198,7 +193,7 @@ impl Daemon {
         .map_err(|source| DaemonError::Thread { name: "retrainer", source })?;
         let control_stop = Arc::new(AtomicBool::new(false));
         let (control_thread, control_endpoint) = if cfg.control.enabled {
-            let (rep, ep) = socket(ctx, zmq::REP, &cfg.control.endpoint, true)?;
+            let (rep, ep) = socket(ctx, zmq::REP, &cfg.control.endpoint, true, |_| Ok(()))?;
             let info = control::ControlInfo {
                 channels,
                 outputs: out_dim,
