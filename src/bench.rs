@@ -162,7 +162,12 @@ fn result(
 /// Runs a training job in a loop on a niced thread until `stop` is set (to
 /// measure decoding latency while retraining runs).
 /// With `core`, the job runs on that core (the daemon's, as retraining would).
-pub fn background_training(stop: Arc<AtomicBool>, nice: i32, core: Option<usize>) -> std::thread::JoinHandle<u64> {
+pub fn background_training(
+    stop: Arc<AtomicBool>,
+    nice: i32,
+    sched_idle: bool,
+    core: Option<usize>,
+) -> std::thread::JoinHandle<u64> {
     std::thread::Builder::new()
         .name("bench-training".into())
         .spawn(move || {
@@ -170,6 +175,9 @@ pub fn background_training(stop: Arc<AtomicBool>, nice: i32, core: Option<usize>
                 let _ = crate::daemon::os::pin_current_thread(c);
             }
             let _ = crate::daemon::os::set_current_thread_nice(nice);
+            if sched_idle {
+                let _ = crate::daemon::os::set_current_thread_sched_idle();
+            }
             let x = synthetic_bins(96, 6000, 5);
             let mut rng = Rng::new(9);
             let y = Matrix::from_vec(6000, 2, (0..12000).map(|_| rng.normal() as f32).collect());
@@ -269,7 +277,8 @@ pub fn end_to_end(
     std::thread::sleep(Duration::from_millis(300));
 
     let bg_stop = Arc::new(AtomicBool::new(false));
-    let bg = bg_training.then(|| background_training(bg_stop.clone(), cfg.retrain.nice, pin.then_some(1)));
+    let bg = bg_training
+        .then(|| background_training(bg_stop.clone(), cfg.retrain.nice, cfg.retrain.sched_idle, pin.then_some(1)));
 
     let data = synthetic_bins(channels, 1000, 3);
     let mut publisher = Publisher::new(&ctx, &daemon.ingest_endpoint, false)?;

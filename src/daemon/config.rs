@@ -163,6 +163,9 @@ pub struct RetrainSection {
     pub holdout_fraction: f64,
     /// OS niceness of the retraining thread (0..=19).
     pub nice: i32,
+    /// Run the retraining thread under SCHED_IDLE (only when a core is
+    /// otherwise idle; decoding threads preempt it at once).
+    pub sched_idle: bool,
     /// Training settings of candidates.
     pub train: TrainConfig,
 }
@@ -230,6 +233,7 @@ impl Default for RetrainSection {
             min_improvement_r2: 0.01,
             holdout_fraction: 0.2,
             nice: 10,
+            sched_idle: true,
             train: TrainConfig { max_seconds: Some(300.0), ..TrainConfig::default() },
         }
     }

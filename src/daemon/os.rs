@@ -17,6 +17,29 @@ pub fn set_current_thread_nice(nice: i32) -> std::io::Result<()> {
     }
 }
 
+/// Moves the calling thread to the `SCHED_IDLE` policy: it runs only when
+/// no normal thread wants the CPU, and any normal thread that wakes up
+/// preempts it at once (stronger than nice 19).
+pub fn set_current_thread_sched_idle() -> std::io::Result<()> {
+    // SAFETY: sched_param is plain data; sched_setscheduler reads it; pid 0
+    // is the calling thread on Linux.
+    let rc = unsafe {
+        let param: libc::sched_param = std::mem::zeroed();
+        libc::sched_setscheduler(0, libc::SCHED_IDLE, &param)
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Whether the calling thread runs under `SCHED_IDLE`.
+pub fn current_thread_is_sched_idle() -> bool {
+    // SAFETY: sched_getscheduler only reads its integer argument.
+    unsafe { libc::sched_getscheduler(0) == libc::SCHED_IDLE }
+}
+
 /// The calling thread's nice value.
 pub fn current_thread_nice() -> i32 {
     // SAFETY: getpriority only reads its integer arguments.
@@ -56,5 +79,17 @@ mod tests {
         .unwrap();
         assert_eq!(inner, 7);
         assert_eq!(current_thread_nice(), before);
+    }
+
+    #[test]
+    fn sched_idle_applies_to_the_calling_thread_only() {
+        let inner = std::thread::spawn(|| {
+            set_current_thread_sched_idle().unwrap();
+            current_thread_is_sched_idle()
+        })
+        .join()
+        .unwrap();
+        assert!(inner);
+        assert!(!current_thread_is_sched_idle());
     }
 }

@@ -98,6 +98,11 @@ impl RetrainHandle {
             if let Err(e) = super::os::set_current_thread_nice(r.cfg.nice) {
                 warn!(nice = r.cfg.nice, error = %e, "Cannot lower the retraining thread's priority.");
             }
+            if r.cfg.sched_idle {
+                if let Err(e) = super::os::set_current_thread_sched_idle() {
+                    warn!(error = %e, "Cannot move the retraining thread to SCHED_IDLE; it runs niced only.");
+                }
+            }
             r.register_live();
             r.run(rx);
         })?;
