@@ -19,6 +19,7 @@
 
 use crate::matrix::Matrix;
 use crate::recording::Recording;
+use crate::rng::Rng;
 
 /// Bin width of every simulated session, in seconds.
 pub const SIM_BIN_SECONDS: f64 = 0.02;
@@ -48,21 +49,10 @@ impl Default for SimParams {
 // Random numbers
 // ---------------------------------------------------------------------------
 
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// xoshiro256** seeded through splitmix64; one independent stream per
-/// `(seed, stream)` pair.
+/// One independent [`Rng`] stream per `(seed, stream)` pair, plus the
+/// samplers the simulations need.
 #[derive(Debug, Clone)]
-struct SimRng {
-    s: [u64; 4],
-    spare_normal: Option<f64>,
-}
+struct SimRng(Rng);
 
 /// Stream ids, so each part of a simulation has its own random sequence.
 const STREAM_KINEMATICS: u64 = 1;
@@ -72,49 +62,22 @@ const STREAM_SPIKES: u64 = 4;
 
 impl SimRng {
     fn new(seed: u64, stream: u64) -> Self {
-        let mut st = seed ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03);
-        let s = [splitmix64(&mut st), splitmix64(&mut st), splitmix64(&mut st), splitmix64(&mut st)];
-        Self { s, spare_normal: None }
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        let result = self.s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
-        let t = self.s[1] << 17;
-        self.s[2] ^= self.s[0];
-        self.s[3] ^= self.s[1];
-        self.s[1] ^= self.s[2];
-        self.s[0] ^= self.s[3];
-        self.s[2] ^= t;
-        self.s[3] = self.s[3].rotate_left(45);
-        result
+        Self(Rng::new(seed ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03)))
     }
 
     /// Uniform in `[0, 1)`.
     fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+        self.0.uniform()
+    }
+
+    /// Standard normal.
+    fn normal(&mut self) -> f64 {
+        self.0.normal()
     }
 
     /// Uniform in `[lo, hi)`.
     fn range(&mut self, lo: f64, hi: f64) -> f64 {
         lo + (hi - lo) * self.uniform()
-    }
-
-    /// Standard normal (Box–Muller, caching the second value).
-    fn normal(&mut self) -> f64 {
-        if let Some(v) = self.spare_normal.take() {
-            return v;
-        }
-        let u1 = loop {
-            let u = self.uniform();
-            if u > 0.0 {
-                break u;
-            }
-        };
-        let u2 = self.uniform();
-        let r = (-2.0 * u1.ln()).sqrt();
-        let th = std::f64::consts::TAU * u2;
-        self.spare_normal = Some(r * th.sin());
-        r * th.cos()
     }
 
     /// Poisson sample with mean `lambda` (≤ 0 gives 0): Knuth's product
