@@ -288,3 +288,18 @@ fn bad_model_files_are_refused_with_specific_errors() {
     let e = ModelFile::load(&dir.path().join("missing.safetensors")).unwrap_err();
     assert!(matches!(e, ModelFileError::Io { .. }) && e.to_string().contains("missing.safetensors"));
 }
+
+#[test]
+fn training_can_be_cancelled() {
+    use alternator::model::train::{train_cancellable, TrainError};
+    let (x, y) = toy(1000, 12, 9);
+    let cancel = std::sync::atomic::AtomicBool::new(true);
+    let cfg = TrainConfig { ftn_hidden: vec![8], otn_hidden: vec![8], window_bins: 50, ..TrainConfig::default() };
+    let r = train_cancellable(
+        &[TrainSet { spikes: &x, behavior: Some(&y), behavior_valid: None }],
+        &cfg,
+        &mut |_| {},
+        &cancel,
+    );
+    assert!(matches!(r, Err(TrainError::Cancelled)), "{:?}", r.err());
+}

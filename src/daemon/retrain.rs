@@ -28,7 +28,7 @@ use super::stats::LoopCounters;
 use crate::matrix::Matrix;
 use crate::metrics::Metrics;
 use crate::model::file::{DataSource, ModelMeta, TrainingInfo};
-use crate::model::train::{train, TrainSet};
+use crate::model::train::{train_cancellable, TrainSet};
 use crate::model::{Model, ModelFile, StepKernel};
 use crate::recording::{file_hash, ReadOptions, Recording};
 
@@ -484,12 +484,13 @@ impl Retrainer {
             .collect();
         let mut tcfg = self.cfg.train.clone();
         tcfg.seed = tcfg.seed.wrapping_add(self.runs);
-        let stop = self.stop.clone();
         let t0 = Instant::now();
-        let outcome = train(&sets, &tcfg, &mut |e| {
-            debug!(epoch = e.epoch, loss = e.train_loss, val_r2 = e.val_r2, "Retraining epoch.");
-            let _ = &stop;
-        })
+        let outcome = train_cancellable(
+            &sets,
+            &tcfg,
+            &mut |e| debug!(epoch = e.epoch, loss = e.train_loss, val_r2 = e.val_r2, "Retraining epoch."),
+            &self.stop,
+        )
         .map_err(|e| format!("training failed: {e}"))?;
         let train_seconds = t0.elapsed().as_secs_f64();
         let parts: Vec<(&Recording, usize)> = splits.iter().map(|s| (&s.rec, s.holdout_start)).collect();

@@ -6,6 +6,7 @@
 //! all come from [`Rng`]); normalisation statistics are fitted on the training
 //! part only; the returned model is the best validation epoch's.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
@@ -221,6 +222,8 @@ pub enum TrainError {
     NoLabelledValidation,
     #[error("loss became non-finite ({value}) at epoch {epoch}")]
     NonFinite { epoch: usize, value: f64 },
+    #[error("training was cancelled")]
+    Cancelled,
     #[error("tensor error: {0}")]
     Candle(#[from] candle_core::Error),
 }
@@ -246,6 +249,18 @@ pub fn train(
     sets: &[TrainSet<'_>],
     cfg: &TrainConfig,
     progress: &mut dyn FnMut(&EpochInfo),
+) -> Result<TrainOutcome, TrainError> {
+    train_cancellable(sets, cfg, progress, &AtomicBool::new(false))
+}
+
+/// [`train`] that gives up with [`TrainError::Cancelled`] soon after
+/// `cancel` is set (checked before every batch), so a daemon can shut down
+/// without waiting for a retraining run to finish.
+pub fn train_cancellable(
+    sets: &[TrainSet<'_>],
+    cfg: &TrainConfig,
+    progress: &mut dyn FnMut(&EpochInfo),
+    cancel: &AtomicBool,
 ) -> Result<TrainOutcome, TrainError> {
     let errs = cfg.validate("");
     if !errs.is_empty() {
@@ -367,6 +382,9 @@ pub fn train(
         let mut loss_sum = 0.0;
         let mut nb = 0usize;
         for chunk in starts.chunks(cfg.batch_size) {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(TrainError::Cancelled);
+            }
             let batch = make_batch(&prepared, chunk, window, &spec, cfg, &mut rng, &dev)?;
             let parts = net.loss(&batch, weights)?;
             let lv = parts.total.to_scalar::<f32>()? as f64;
