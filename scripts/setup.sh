@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
 # Installs what building and testing need on a fresh Debian 12 machine:
 # the HDF5 C library, pkg-config and g++ (libzmq is built from source by the
-# zmq crate), and the Python packages the tests use as independent clients.
+# zmq crate), Python 3 with pip, and the Python packages the tests use as
+# independent clients (h5py writes recordings, pyzmq acts as a rig).
 set -euo pipefail
 
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
 need_apt=()
 for pkg in libhdf5-dev pkg-config g++; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+if command -v python3 >/dev/null 2>&1 && ! python3 -m pip --version >/dev/null 2>&1; then
+    need_apt+=(python3-pip)
+elif ! command -v python3 >/dev/null 2>&1; then
+    need_apt+=(python3-pip)
+fi
 if [ "${#need_apt[@]}" -gt 0 ]; then
-    SUDO=""
-    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     echo "setup: installing ${need_apt[*]}" >&2
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
@@ -18,6 +25,7 @@ fi
 
 if ! python3 -c 'import h5py, zmq, numpy' >/dev/null 2>&1; then
     echo "setup: installing Python test clients (h5py, pyzmq, numpy)" >&2
+    # Debian's own Python refuses pip installs outside a venv (PEP 668) unless told.
     python3 -m pip install --quiet --disable-pip-version-check h5py pyzmq numpy 2>/dev/null \
         || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages h5py pyzmq numpy
 fi

@@ -31,7 +31,9 @@ fn assert_matches(got: &[Received], want: &Matrix) {
 fn live_decoding_equals_offline_eval_one_output_per_bin_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let (mf, rec) = demo(1500);
-    let mut rig = Rig::start(&config(dir.path()), mf.clone());
+    let mut cfg = config(dir.path());
+    cfg.decode.track_prediction = true;
+    let mut rig = Rig::start(&cfg, mf.clone());
     let stop = AtomicBool::new(false);
     let r = rig.publisher.replay(&rec, &ReplayOptions { speed: None, ..ReplayOptions::default() }, &stop).unwrap();
     assert_eq!(r.bins_sent, 1500);
@@ -48,6 +50,21 @@ fn live_decoding_equals_offline_eval_one_output_per_bin_in_order() {
     assert_eq!(summary.counters.dropped_total(), 0);
     assert_eq!(summary.counters.record_lost, 0);
     assert_eq!(summary.latency.count, 1500);
+    // The per-bin prediction error is recorded, equal to the kernel's offline.
+    let mut k = alternator::model::StepKernel::new(mf.model.clone());
+    k.set_track_prediction(true);
+    let mut out = [0f32; 2];
+    let want: Vec<f32> = (0..rec.n_bins())
+        .map(|t| {
+            k.step(rec.spikes.row(t), &mut out);
+            k.last_prediction_error()
+        })
+        .collect();
+    let f = hdf5_metno::File::open(&summary.sessions[0].path).unwrap();
+    let got_err = f.dataset("prediction_error").unwrap().read_raw::<f32>().unwrap();
+    assert_eq!(got_err.len(), 1500);
+    assert!(got_err.iter().skip(1).all(|v| v.is_finite() && *v > 0.0));
+    assert_eq!(got_err[1..], want[1..]);
 }
 
 #[test]

@@ -94,7 +94,7 @@ fn the_per_bin_path_does_not_allocate() {
                     kernel.step_missing(&mut out);
                 } else {
                     kernel.step(&input, &mut out);
-                    batch.push_input(&input, seq, f.header.t_ns, 0, now);
+                    batch.push_input(&input, seq, f.header.t_ns, 0, kernel.last_prediction_error(), now);
                 }
                 encode_f32(&mut enc, seq, f.header.t_ns, 0, 2, &out);
                 batch.push_output(&out, seq, 0, now);

@@ -157,6 +157,8 @@ pub struct RetrainSection {
     pub recordings: Vec<PathBuf>,
     /// Also use the daemon's own session files that contain behaviour.
     pub use_sessions: bool,
+    /// At most this many of the most recent session files are used per run.
+    pub max_session_files: usize,
     /// Accept a candidate only if its held-out R² beats the live model's by this much.
     pub min_improvement_r2: f64,
     /// Fraction of the most recent labelled data held out for the gate.
@@ -230,6 +232,7 @@ impl Default for RetrainSection {
             after_labelled_bins: 0,
             recordings: Vec::new(),
             use_sessions: true,
+            max_session_files: 50,
             min_improvement_r2: 0.01,
             holdout_fraction: 0.2,
             nice: 10,
@@ -331,6 +334,9 @@ impl ServeConfig {
             e.push("decode.rewarm_bins: must be > 0 when decode.swap_state = \"rewarm\"".into());
         }
         let r = &self.retrain;
+        if r.use_sessions && r.max_session_files == 0 {
+            e.push("retrain.max_session_files: must be > 0 when retrain.use_sessions = true".into());
+        }
         if !(r.holdout_fraction > 0.0 && r.holdout_fraction < 0.9) {
             e.push(format!("retrain.holdout_fraction: {} must be in (0, 0.9)", r.holdout_fraction));
         }

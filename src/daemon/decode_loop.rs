@@ -105,6 +105,9 @@ struct Engine {
     last_snapshot: super::stats::CounterSnapshot,
     last_reset_log: Option<Instant>,
     suppressed_reset_logs: u64,
+    /// Sum of squared prediction errors and their count since the last stats line.
+    pred_err_sq: f64,
+    pred_err_n: u64,
 }
 
 /// The decode loop, ready to run on its own thread.
@@ -168,6 +171,8 @@ impl DecodeLoop {
                 last_snapshot: counters.snapshot(),
                 last_reset_log: None,
                 suppressed_reset_logs: 0,
+                pred_err_sq: 0.0,
+                pred_err_n: 0,
                 set,
                 kernel,
                 model_id,
@@ -459,6 +464,11 @@ impl Engine {
 
     #[inline]
     fn record_input(&mut self, c: usize, seq: u64, t_ns: u64, recv_ns: u64, now: Instant) {
+        let pred_err = self.kernel.last_prediction_error();
+        if pred_err.is_finite() {
+            self.pred_err_sq += (pred_err as f64) * (pred_err as f64);
+            self.pred_err_n += 1;
+        }
         if self.rec.is_none() {
             return;
         }
@@ -469,7 +479,7 @@ impl Engine {
         if stream_restarted && b.is_empty() {
             b.starts_new_stream = true;
         }
-        b.push_input(&self.in_buf[..c], seq, t_ns, recv_ns, now);
+        b.push_input(&self.in_buf[..c], seq, t_ns, recv_ns, pred_err, now);
         self.flush_if_full();
     }
 
@@ -512,6 +522,10 @@ impl Engine {
         if bins == 0 && dropped == 0 && lost == 0 && snap.behavior_in == prev.behavior_in {
             return;
         }
+        let pred_err_rms =
+            if self.pred_err_n > 0 { (self.pred_err_sq / self.pred_err_n as f64).sqrt() } else { f64::NAN };
+        self.pred_err_sq = 0.0;
+        self.pred_err_n = 0;
         let reasons: Vec<String> = snap
             .drops
             .iter()
@@ -529,6 +543,7 @@ impl Engine {
             dropped,
             drop_reasons = reasons.join(","),
             behavior_bins = snap.behavior_in - prev.behavior_in,
+            prediction_error_rms = format!("{pred_err_rms:.3}"),
             model = %self.model_id,
             "Decode stats."
         );

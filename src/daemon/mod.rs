@@ -127,6 +127,7 @@ impl Daemon {
                 config_toml: toml::to_string(cfg).unwrap_or_default(),
                 channels,
                 out_dim,
+                track_prediction: cfg.decode.track_prediction,
             };
             let rec = Recorder::new(cfg.record.clone(), info, counters.clone(), Some(closed_tx), rotate.clone());
             let h = std::thread::Builder::new()

@@ -40,6 +40,8 @@ pub struct RecordBatch {
     pub in_seq: Vec<u64>,
     pub in_t_ns: Vec<u64>,
     pub in_recv_ns: Vec<u64>,
+    /// Per-bin prediction error `||x_t - xhat_t||` (NaN when not tracked).
+    pub in_pred_err: Vec<f32>,
     pub out_values: Vec<f32>,
     pub out_seq: Vec<u64>,
     pub out_flags: Vec<u8>,
@@ -62,6 +64,7 @@ impl RecordBatch {
             in_seq: Vec::with_capacity(cap),
             in_t_ns: Vec::with_capacity(cap),
             in_recv_ns: Vec::with_capacity(cap),
+            in_pred_err: Vec::with_capacity(cap),
             out_values: Vec::with_capacity(cap * out_dim),
             out_seq: Vec::with_capacity(cap),
             out_flags: Vec::with_capacity(cap),
@@ -79,6 +82,7 @@ impl RecordBatch {
         self.in_seq.clear();
         self.in_t_ns.clear();
         self.in_recv_ns.clear();
+        self.in_pred_err.clear();
         self.out_values.clear();
         self.out_seq.clear();
         self.out_flags.clear();
@@ -105,13 +109,14 @@ impl RecordBatch {
 
     /// One accepted input bin (raw values).
     #[inline]
-    pub fn push_input(&mut self, values: &[f32], seq: u64, t_ns: u64, recv_ns: u64, now: Instant) {
+    pub fn push_input(&mut self, values: &[f32], seq: u64, t_ns: u64, recv_ns: u64, pred_err: f32, now: Instant) {
         debug_assert_eq!(values.len(), self.channels);
         self.touch(now);
         self.in_values.extend_from_slice(values);
         self.in_seq.push(seq);
         self.in_t_ns.push(t_ns);
         self.in_recv_ns.push(recv_ns);
+        self.in_pred_err.push(pred_err);
     }
 
     /// One published output.
@@ -141,6 +146,8 @@ pub struct SessionInfo {
     pub config_toml: String,
     pub channels: usize,
     pub out_dim: usize,
+    /// Record `/prediction_error` (decode.track_prediction).
+    pub track_prediction: bool,
 }
 
 /// `YYYYMMDDTHHMMSSZ` for a Unix time (UTC), for file names.
@@ -162,6 +169,7 @@ pub fn utc_stamp(unix_s: u64) -> String {
 
 struct SessionFile {
     w: AppendWriter,
+    track_prediction: bool,
     opened: Instant,
     bytes: u64,
     seqs: Vec<u64>,
@@ -180,6 +188,9 @@ impl SessionFile {
         w.add_u64("recv_ns")?;
         w.add_f64("timestamps")?;
         w.add_f32("outputs", info.out_dim)?;
+        if info.track_prediction {
+            w.add_f32("prediction_error", 1)?;
+        }
         w.add_u64("output_seq")?;
         w.add_u8("output_flags")?;
         w.set_attr_str("model_id", &info.model_id)?;
@@ -188,6 +199,7 @@ impl SessionFile {
         w.flush()?;
         Ok(Self {
             w,
+            track_prediction: info.track_prediction,
             opened: Instant::now(),
             bytes: 0,
             seqs: Vec::new(),
@@ -207,6 +219,9 @@ impl SessionFile {
             self.w.append_u64("seq", &b.in_seq)?;
             self.w.append_u64("t_ns", &b.in_t_ns)?;
             self.w.append_u64("recv_ns", &b.in_recv_ns)?;
+            if self.track_prediction {
+                self.w.append_f32("prediction_error", &b.in_pred_err)?;
+            }
             self.w.append_f64("timestamps", &self.timestamps)?;
             self.seqs.extend_from_slice(&b.in_seq);
             self.bytes += (b.in_values.len() * 4 + b.in_seq.len() * 32) as u64;
@@ -420,7 +435,7 @@ mod tests {
         let now = Instant::now();
         for s in 0..4 {
             assert!(!b.is_full());
-            b.push_input(&[1.0, 2.0, 3.0], s, 0, 0, now);
+            b.push_input(&[1.0, 2.0, 3.0], s, 0, 0, f32::NAN, now);
         }
         assert!(b.is_full());
         assert_eq!(b.in_values.capacity(), cap);

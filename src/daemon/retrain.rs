@@ -412,7 +412,8 @@ impl Retrainer {
         let channels = self.live.model.spec.channels;
         let mut files: Vec<PathBuf> = self.cfg.recordings.clone();
         if self.cfg.use_sessions {
-            files.extend(self.sessions.iter().cloned());
+            let skip = self.sessions.len().saturating_sub(self.cfg.max_session_files);
+            files.extend(self.sessions.iter().skip(skip).cloned());
         }
         let mut usable = Vec::new();
         let mut skipped = Vec::new();
