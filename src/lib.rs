@@ -19,6 +19,7 @@ pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod daemon;
+pub(crate) mod linalg;
 pub mod matrix;
 pub mod metrics;
 pub mod model;
