@@ -543,7 +543,7 @@ impl Engine {
             dropped,
             drop_reasons = reasons.join(","),
             behavior_bins = snap.behavior_in - prev.behavior_in,
-            prediction_error_rms = format!("{pred_err_rms:.3}"),
+            prediction_error_rms = if pred_err_rms.is_finite() { format!("{pred_err_rms:.3}") } else { "-".into() },
             model = %self.model_id,
             "Decode stats."
         );
