@@ -366,3 +366,85 @@ fn sighup_triggers_a_retraining_run() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(models.join("gen-000002.safetensors").exists(), "the candidate was stored as generation 2");
 }
+
+#[test]
+fn rig_restart_and_large_gaps_reset_the_state() {
+    use alternator::wire::FLAG_RESET;
+    let dir = tempfile::tempdir().unwrap();
+    let (mf, rec) = demo(300);
+    let mut cfg = config(dir.path());
+    cfg.ingest.max_gap_bins = 20;
+    let rig = Rig::start(&cfg, mf.clone());
+    let c = rec.n_channels() as u32;
+    let p = &rig.publisher;
+    // 0..100, then a gap of 49 (> 20): reset, no imputation; then 150..200.
+    for seq in 0..100u64 {
+        p.send_raw(b"spikes", &frame(seq, c, rec.spikes.row(seq as usize))).unwrap();
+    }
+    for seq in 150..200u64 {
+        p.send_raw(b"spikes", &frame(seq, c, rec.spikes.row(seq as usize))).unwrap();
+    }
+    // The rig restarts: seq 0 again, with the bins from 200 on.
+    for k in 0..100u64 {
+        p.send_raw(b"spikes", &frame(k, c, rec.spikes.row(200 + k as usize))).unwrap();
+    }
+    rig.wait_outputs(250);
+    let (summary, got) = rig.finish();
+    assert_eq!(summary.counters.resets, 2);
+    assert_eq!(summary.counters.imputed, 0);
+    assert_eq!(got.len(), 250);
+    let seqs: Vec<u64> = got.iter().map(|r| r.seq).collect();
+    let want_seqs: Vec<u64> = (0..100).chain(150..200).chain(0..100).collect();
+    assert_eq!(seqs, want_seqs);
+    assert!(got[100].flags & FLAG_RESET != 0 && got[150].flags & FLAG_RESET != 0);
+    assert_eq!(got.iter().filter(|r| r.flags & FLAG_RESET != 0).count(), 2);
+    // After each reset the decoder starts from a fresh state.
+    for (start, rows) in [(100usize, 150..200usize), (150, 200..300)] {
+        let part = rec.slice_bins(rows.start, rows.end);
+        let want = offline(&mf, &part, |_| false);
+        for (k, r) in got[start..start + part.n_bins()].iter().enumerate() {
+            assert_eq!(r.values.as_slice(), want.row(k), "output {} after a reset", start + k);
+        }
+    }
+    // The restart started a new session file.
+    assert_eq!(summary.sessions.len(), 2, "{:?}", summary.sessions);
+    assert_eq!(summary.sessions.iter().map(|s| s.bins).sum::<usize>(), 250);
+}
+
+#[test]
+fn hot_swap_carries_or_rewarms_the_state() {
+    use alternator::daemon::config::SwapState;
+    use alternator::daemon::decode_loop::{LoopCommand, SwapOutcome};
+    for (mode, tol) in [(SwapState::Carry, 1e-5f32), (SwapState::Rewarm, 1e-3)] {
+        let dir = tempfile::tempdir().unwrap();
+        let (mf, rec) = demo(400);
+        let mut cfg = config(dir.path());
+        cfg.decode.swap_state = mode;
+        cfg.decode.rewarm_bins = 60;
+        let rig = Rig::start(&cfg, mf.clone());
+        let c = rec.n_channels() as u32;
+        for seq in 0..200u64 {
+            rig.publisher.send_raw(b"spikes", &frame(seq, c, rec.spikes.row(seq as usize))).unwrap();
+        }
+        rig.wait_outputs(200);
+        // Swap in the same model: with the state carried over (or re-warmed),
+        // decoding continues as if nothing happened.
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let kernel = Box::new(alternator::model::StepKernel::new(mf.model.clone()));
+        rig.daemon.control.send(LoopCommand::Swap { kernel, model_id: "same".into(), reply: tx }).unwrap();
+        assert!(matches!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), SwapOutcome::Swapped { .. }));
+        for seq in 200..400u64 {
+            rig.publisher.send_raw(b"spikes", &frame(seq, c, rec.spikes.row(seq as usize))).unwrap();
+        }
+        rig.wait_outputs(400);
+        let (summary, got) = rig.finish();
+        assert_eq!(summary.counters.swaps, 1);
+        assert_eq!(got.len(), 400);
+        let want = offline(&mf, &rec, |_| false);
+        for (t, r) in got.iter().enumerate() {
+            for (j, v) in r.values.iter().enumerate() {
+                assert!((v - want.get(t, j)).abs() <= tol, "{mode:?}: bin {t} dim {j}: {v} vs {}", want.get(t, j));
+            }
+        }
+    }
+}
