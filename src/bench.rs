@@ -351,10 +351,21 @@ pub fn plot_svg(results: &[BenchResult]) -> String {
     );
     let _ = write!(s, r#"<text x="{m}" y="20">Latency distribution: fraction of bins slower than x (log–log)</text>"#);
     let xmin = 1f64.log10();
-    let xmax = 10_000f64.log10();
+    let xmax = 100_000f64.log10();
     let xpos = |us: f64| m + (us.max(1.0).log10() - xmin) / (xmax - xmin) * (w - 2.0 * m);
     let ypos = |p: f64| 30.0 + (-(p.max(1e-5)).log10()) / 5.0 * (h - 30.0 - m);
-    for us in [1.0, 10.0, 100.0, 1000.0, 10000.0] {
+    for k in 0..=5 {
+        let p = 10f64.powi(-k);
+        let _ = write!(
+            s,
+            r##"<line x1="{m}" y1="{0}" x2="{1}" y2="{0}" stroke="#eee"/><text x="5" y="{2}">{3}</text>"##,
+            ypos(p),
+            w - m,
+            ypos(p) + 4.0,
+            if k == 0 { "1".to_string() } else { format!("1e-{k}") }
+        );
+    }
+    for us in [1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0] {
         let _ = write!(
             s,
             r##"<line x1="{0}" y1="30" x2="{0}" y2="{1}" stroke="#ddd"/><text x="{0}" y="{2}">{us} µs</text>"##,
@@ -383,8 +394,8 @@ pub fn plot_svg(results: &[BenchResult]) -> String {
             s,
             r#"<polyline fill="none" stroke="{c}" points="{}"/><text x="{}" y="{}" fill="{c}">{label}</text>"#,
             pts.join(" "),
-            w - m - 80.0,
-            40.0 + 14.0 * i as f64
+            m + 10.0,
+            h - m - 10.0 - 14.0 * (results.len() - 1 - i) as f64
         );
     }
     s.push_str("</svg>\n");
