@@ -67,8 +67,21 @@ pub fn initial_model(cfg: &ServeConfig, cli_model: Option<&PathBuf>) -> anyhow::
     Ok((path, mf))
 }
 
+/// Creates `dir` if needed and checks that files can be created in it.
+fn check_writable_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let probe = dir.join(format!(".alternator-write-check-{}", std::process::id()));
+    std::fs::write(&probe, b"").with_context(|| format!("creating a file in {}", dir.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
 pub fn run(a: ServeArgs) -> anyhow::Result<()> {
     let cfg = effective_config(&a)?;
+    if cfg.record.enabled {
+        check_writable_dir(&cfg.record.dir)
+            .with_context(|| format!("record.dir {} is not usable for session files", cfg.record.dir.display()))?;
+    }
     let (path, model) = initial_model(&cfg, a.model.as_ref())?;
     info!(path = %path.display(), id = %model.meta.id, "Model loaded.");
     let ctx = zmq::Context::new();

@@ -299,6 +299,7 @@ pub struct Recorder {
     counters: Arc<LoopCounters>,
     current: Option<SessionFile>,
     file_index: usize,
+    failed_open_at: Option<Instant>,
     closed: Vec<ClosedSession>,
     /// Notified of every closed file (retraining picks labelled sessions up).
     closed_tx: Option<Sender<ClosedSession>>,
@@ -315,7 +316,17 @@ impl Recorder {
         closed_tx: Option<Sender<ClosedSession>>,
         rotate_requested: Arc<AtomicBool>,
     ) -> Self {
-        Self { cfg, info, counters, current: None, file_index: 0, closed: Vec::new(), closed_tx, rotate_requested }
+        Self {
+            cfg,
+            info,
+            counters,
+            current: None,
+            file_index: 0,
+            failed_open_at: None,
+            closed: Vec::new(),
+            closed_tx,
+            rotate_requested,
+        }
     }
 
     fn next_path(&mut self) -> PathBuf {
@@ -362,13 +373,23 @@ impl Recorder {
             self.close_current();
         }
         if self.current.is_none() {
+            // After a failed open, retry at most every few seconds (no log storm).
+            if self.failed_open_at.map(|t| t.elapsed().as_secs() < 5).unwrap_or(false) {
+                LoopCounters::add(
+                    &self.counters.record_lost,
+                    (b.in_seq.len() + b.out_seq.len() + b.beh_seq.len()) as u64,
+                );
+                return;
+            }
             let path = self.next_path();
             match SessionFile::open(&path, &self.cfg, &self.info) {
                 Ok(f) => {
                     info!(path = %path.display(), "Session file opened.");
                     self.current = Some(f);
+                    self.failed_open_at = None;
                 }
                 Err(e) => {
+                    self.failed_open_at = Some(Instant::now());
                     error!(path = %path.display(), error = %e, lost_bins = b.in_seq.len(), "Cannot open a session file; these bins are lost.");
                     LoopCounters::add(
                         &self.counters.record_lost,
