@@ -278,6 +278,18 @@ fn bad_config_is_refused_at_start_with_exit_code_64() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("ingest.endpoint") && err.contains("stats.interval_s"), "{err}");
 
+    // A recording directory that cannot be used is refused before anything starts.
+    let not_a_dir = dir.path().join("plain-file");
+    std::fs::write(&not_a_dir, b"x").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_alternator"))
+        .args(["serve", "--model", MODEL, "--record-dir"])
+        .arg(&not_a_dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("record.dir") && err.contains("plain-file"), "{err}");
+
     let out = Command::new(env!("CARGO_BIN_EXE_alternator"))
         .args(["serve", "--model", "no/such/model.safetensors"])
         .output()
