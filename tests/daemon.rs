@@ -278,6 +278,11 @@ fn bad_config_is_refused_at_start_with_exit_code_64() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("ingest.endpoint") && err.contains("stats.interval_s"), "{err}");
 
+    // Unknown flags are bad usage too.
+    let out = Command::new(env!("CARGO_BIN_EXE_alternator")).args(["serve", "--ingets", "tcp://x:1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--ingets"));
+
     // A recording directory that cannot be used is refused before anything starts.
     let not_a_dir = dir.path().join("plain-file");
     std::fs::write(&not_a_dir, b"x").unwrap();
