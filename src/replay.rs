@@ -230,8 +230,7 @@ impl Publisher {
                 self.send(&opts.topic, Dtype::F32, this_seq, monotonic_ns(), c, rec.spikes.row(i))?;
                 sent += 1;
                 if let (Some(topic), Some(b)) = (&opts.behavior_topic, &rec.behavior) {
-                    let labelled = rec.behavior_valid.as_ref().map(|m| m[i]).unwrap_or(true);
-                    if labelled {
+                    if rec.is_labelled(i) {
                         self.send(topic, Dtype::F32, this_seq, monotonic_ns(), b.cols as u32, b.row(i))?;
                         beh += 1;
                     }

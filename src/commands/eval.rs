@@ -85,7 +85,7 @@ pub fn evaluate(
     let decoded = k.decode_matrix(&rec.spikes);
     let us_per_bin = t0.elapsed().as_secs_f64() * 1e6 / rec.n_bins().max(1) as f64;
     let alt = Metrics::compute_masked(truth, &decoded, mask);
-    let labelled_bins = mask.map(|m| m.iter().filter(|&&v| v).count()).unwrap_or(rec.n_bins());
+    let labelled_bins = rec.labelled_bins();
 
     let (mut wiener, mut kalman) = (None, None);
     if !baseline_files.is_empty() {

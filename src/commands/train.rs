@@ -63,14 +63,7 @@ pub fn train_from_files(
         });
         recs.push(rec);
     }
-    let sets: Vec<TrainSet<'_>> = recs
-        .iter()
-        .map(|r| TrainSet {
-            spikes: &r.spikes,
-            behavior: r.behavior.as_ref(),
-            behavior_valid: r.behavior_valid.as_deref(),
-        })
-        .collect();
+    let sets: Vec<TrainSet<'_>> = recs.iter().map(Recording::train_set).collect();
     let outcome = train(&sets, cfg, progress).map_err(|e| match e {
         TrainError::Config(_) => anyhow::Error::from(UsageError(e.to_string())),
         other => anyhow::Error::from(other),

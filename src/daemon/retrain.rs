@@ -193,7 +193,7 @@ pub fn holdout_r2(model: &Model, parts: &[(&Recording, usize)]) -> Option<f64> {
         let mut out = vec![0f32; d];
         for t in start.saturating_sub(500)..rec.n_bins() {
             k.step(rec.spikes.row(t), &mut out);
-            if t >= *start && rec.behavior_valid.as_ref().map(|m| m[t]).unwrap_or(true) {
+            if t >= *start && rec.is_labelled(t) {
                 truth.extend_from_slice(b.row(t));
                 pred.extend_from_slice(&out);
             }
@@ -420,16 +420,7 @@ impl Retrainer {
         for p in files {
             match Recording::read(&p, &ReadOptions::default()) {
                 Ok(rec) => {
-                    let labelled = rec
-                        .behavior
-                        .as_ref()
-                        .map(|_| {
-                            rec.behavior_valid
-                                .as_ref()
-                                .map(|m| m.iter().filter(|&&v| v).count())
-                                .unwrap_or(rec.n_bins())
-                        })
-                        .unwrap_or(0);
+                    let labelled = rec.labelled_bins();
                     if rec.n_channels() != channels {
                         skipped.push(json!({"path": p.display().to_string(), "reason": format!("{} channels, the live model has {channels}", rec.n_channels())}));
                     } else if labelled == 0 || rec.n_behavior() != self.live.model.spec.dz {
@@ -462,7 +453,7 @@ impl Retrainer {
             let mut seen = 0;
             while seen < take && start > 0 {
                 start -= 1;
-                if rec.behavior_valid.as_ref().map(|m| m[start]).unwrap_or(true) {
+                if rec.is_labelled(start) {
                     seen += 1;
                 }
             }
@@ -475,14 +466,7 @@ impl Retrainer {
         if heads.is_empty() {
             return Err("too little labelled data before the held-out part (need >= 100 bins in some recording)".into());
         }
-        let sets: Vec<TrainSet<'_>> = heads
-            .iter()
-            .map(|r| TrainSet {
-                spikes: &r.spikes,
-                behavior: r.behavior.as_ref(),
-                behavior_valid: r.behavior_valid.as_deref(),
-            })
-            .collect();
+        let sets: Vec<TrainSet<'_>> = heads.iter().map(Recording::train_set).collect();
         let mut tcfg = self.cfg.train.clone();
         tcfg.seed = tcfg.seed.wrapping_add(self.runs);
         let t0 = Instant::now();

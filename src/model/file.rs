@@ -203,8 +203,7 @@ impl ModelFile {
             Ok(t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
         };
         let s = &meta.spec;
-        let ftn_w: Vec<usize> = std::iter::once(s.dx_in()).chain(s.ftn_hidden.iter().copied()).chain([s.dz]).collect();
-        let otn_w: Vec<usize> = std::iter::once(s.dz).chain(s.otn_hidden.iter().copied()).chain([s.channels]).collect();
+        let (ftn_w, otn_w) = (s.ftn_widths(), s.otn_widths());
         let load_net = |name: &str, widths: &[usize]| -> Result<MlpWeights, ModelFileError> {
             let mut layers = Vec::new();
             for (i, pair) in widths.windows(2).enumerate() {

@@ -142,10 +142,7 @@ impl AlternatorNet {
     /// Fresh networks for `spec`, initialised from `seed`.
     pub fn init(spec: &ModelSpec, seed: u64, dev: &Device) -> Result<Self> {
         let mut rng = Rng::new(seed);
-        let ftn_w: Vec<usize> =
-            std::iter::once(spec.dx_in()).chain(spec.ftn_hidden.iter().copied()).chain([spec.dz]).collect();
-        let otn_w: Vec<usize> =
-            std::iter::once(spec.dz).chain(spec.otn_hidden.iter().copied()).chain([spec.channels]).collect();
+        let (ftn_w, otn_w) = (spec.ftn_widths(), spec.otn_widths());
         Ok(Self {
             spec: spec.clone(),
             ftn: Net::init(&ftn_w, spec.activation, &mut rng, dev)?,

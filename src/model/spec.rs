@@ -72,6 +72,16 @@ impl ModelSpec {
         self.channels * (self.history + 1)
     }
 
+    /// FTN layer widths `[dx_in, hidden.., dz]`.
+    pub fn ftn_widths(&self) -> Vec<usize> {
+        std::iter::once(self.dx_in()).chain(self.ftn_hidden.iter().copied()).chain([self.dz]).collect()
+    }
+
+    /// OTN layer widths `[dz, hidden.., channels]`.
+    pub fn otn_widths(&self) -> Vec<usize> {
+        std::iter::once(self.dz).chain(self.otn_hidden.iter().copied()).chain([self.channels]).collect()
+    }
+
     /// `sqrt(alpha)`: weight of the FTN output in the z update.
     pub fn c1(&self) -> f32 {
         self.alpha.sqrt()

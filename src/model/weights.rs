@@ -62,10 +62,7 @@ impl Model {
     /// Checks that the networks' shapes agree with the spec and statistics.
     pub fn check_shapes(&self) -> Result<(), String> {
         let s = &self.spec;
-        let want_ftn: Vec<usize> =
-            std::iter::once(s.dx_in()).chain(s.ftn_hidden.iter().copied()).chain([s.dz]).collect();
-        let want_otn: Vec<usize> =
-            std::iter::once(s.dz).chain(s.otn_hidden.iter().copied()).chain([s.channels]).collect();
+        let (want_ftn, want_otn) = (s.ftn_widths(), s.otn_widths());
         if self.ftn.widths() != want_ftn {
             return Err(format!("FTN widths {:?} but the spec implies {:?}", self.ftn.widths(), want_ftn));
         }

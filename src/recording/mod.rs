@@ -35,6 +35,7 @@ use std::path::{Path, PathBuf};
 use hdf5_metno as hdf5;
 
 use crate::matrix::Matrix;
+use crate::model::train::TrainSet;
 
 mod append;
 mod read;
@@ -310,6 +311,30 @@ impl Recording {
     /// Number of behaviour dimensions `B` (0 without behaviour).
     pub fn n_behavior(&self) -> usize {
         self.behavior.as_ref().map_or(0, |b| b.cols)
+    }
+
+    /// Whether bin `t` has a usable behaviour row (behaviour present and, with
+    /// a `/behavior_valid` mask, marked labelled).
+    pub fn is_labelled(&self, t: usize) -> bool {
+        self.behavior.is_some() && self.behavior_valid.as_ref().map_or(true, |m| m[t])
+    }
+
+    /// Number of labelled bins (0 without behaviour).
+    pub fn labelled_bins(&self) -> usize {
+        match (&self.behavior, &self.behavior_valid) {
+            (None, _) => 0,
+            (Some(_), None) => self.n_bins(),
+            (Some(_), Some(m)) => m.iter().filter(|&&v| v).count(),
+        }
+    }
+
+    /// The recording as training data.
+    pub fn train_set(&self) -> TrainSet<'_> {
+        TrainSet {
+            spikes: &self.spikes,
+            behavior: self.behavior.as_ref(),
+            behavior_valid: self.behavior_valid.as_deref(),
+        }
     }
 
     /// Bins `start..end` as a new recording (timestamps are kept, not rebased).
