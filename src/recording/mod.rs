@@ -316,7 +316,7 @@ impl Recording {
     /// Whether bin `t` has a usable behaviour row (behaviour present and, with
     /// a `/behavior_valid` mask, marked labelled).
     pub fn is_labelled(&self, t: usize) -> bool {
-        self.behavior.is_some() && self.behavior_valid.as_ref().map_or(true, |m| m[t])
+        self.behavior.is_some() && self.behavior_valid.as_ref().is_none_or(|m| m[t])
     }
 
     /// Number of labelled bins (0 without behaviour).
