@@ -344,13 +344,15 @@ impl Engine {
         }
     }
 
+    /// Parses a body; a bad frame is counted under its drop reason.
+    #[inline]
+    fn parse_counted<'a>(&self, body: &'a [u8]) -> Option<Frame<'a>> {
+        Frame::parse(body, self.set.max_message_bytes).map_err(|e| self.counters.drop_one(e.reason())).ok()
+    }
+
     fn on_spikes(&mut self, body: &[u8], pubs: &zmq::Socket, recv_at: Instant) {
-        let frame = match Frame::parse(body, self.set.max_message_bytes) {
-            Ok(f) => f,
-            Err(e) => {
-                self.counters.drop_one(e.reason());
-                return;
-            }
+        let Some(frame) = self.parse_counted(body) else {
+            return;
         };
         let h = frame.header;
         let c = self.kernel.channels();
@@ -415,12 +417,8 @@ impl Engine {
     }
 
     fn on_behavior(&mut self, body: &[u8], recv_at: Instant) {
-        let frame = match Frame::parse(body, self.set.max_message_bytes) {
-            Ok(f) => f,
-            Err(e) => {
-                self.counters.drop_one(e.reason());
-                return;
-            }
+        let Some(frame) = self.parse_counted(body) else {
+            return;
         };
         let h = frame.header;
         let d = h.channels as usize;

@@ -15,7 +15,6 @@ pub mod recorder;
 pub mod retrain;
 pub mod stats;
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -270,12 +269,6 @@ impl Daemon {
             "Daemon stopped."
         );
         DaemonSummary { latency, counters, sessions }
-    }
-
-    /// Paths of session files written so far are reported at shutdown; this
-    /// gives the recording directory in use.
-    pub fn record_dir(cfg: &ServeConfig) -> Option<PathBuf> {
-        cfg.record.enabled.then(|| cfg.record.dir.clone())
     }
 }
 

@@ -54,32 +54,6 @@ fn activate(act: Activation, v: &mut [f32]) {
     }
 }
 
-/// `out = x W + b` for one layer.
-#[inline]
-pub fn dense_forward(d: &Dense, x: &[f32], out: &mut [f32]) {
-    let n = d.out_dim;
-    let x = &x[..d.in_dim];
-    let mut j0 = 0;
-    while j0 + BLOCK <= n {
-        let mut acc: [f32; BLOCK] = d.b[j0..j0 + BLOCK].try_into().expect("invariant: block within bias");
-        for (i, &xi) in x.iter().enumerate() {
-            let w: &[f32; BLOCK] = d.w[i * n + j0..i * n + j0 + BLOCK].try_into().expect("invariant: block within row");
-            for k in 0..BLOCK {
-                acc[k] += xi * w[k];
-            }
-        }
-        out[j0..j0 + BLOCK].copy_from_slice(&acc);
-        j0 += BLOCK;
-    }
-    for j in j0..n {
-        let mut a = d.b[j];
-        for (i, &xi) in x.iter().enumerate() {
-            a += xi * d.w[i * n + j];
-        }
-        out[j] = a;
-    }
-}
-
 /// A dense layer repacked for streaming: weights grouped by blocks of
 /// `BLOCK` outputs, each block stored input-major and contiguous
 /// (`blocks[(blk * in_dim + i) * BLOCK + k]`), outputs zero-padded to a whole
@@ -353,20 +327,17 @@ mod tests {
     }
 
     #[test]
-    fn dense_matches_naive_for_block_and_remainder_widths() {
+    fn packed_dense_matches_naive_for_block_and_remainder_widths() {
         for out_dim in [3usize, 16, 21, 40] {
             let in_dim = 5;
             let w: Vec<f32> = (0..in_dim * out_dim).map(|k| ((k * 7 % 11) as f32 - 5.0) * 0.1).collect();
             let b: Vec<f32> = (0..out_dim).map(|k| k as f32 * 0.01).collect();
             let d = Dense { in_dim, out_dim, w: w.clone(), b: b.clone() };
             let x = [0.5, -1.0, 2.0, 0.0, 0.25];
-            let mut out = vec![0.0; out_dim];
-            dense_forward(&d, &x, &mut out);
             let mut packed = vec![0.0; out_dim];
             PackedDense::pack(&d).forward(&x, &mut packed);
             for j in 0..out_dim {
                 let want: f32 = b[j] + (0..in_dim).map(|i| x[i] * w[i * out_dim + j]).sum::<f32>();
-                assert!((out[j] - want).abs() < 1e-5, "j {j}: {} vs {want}", out[j]);
                 assert!((packed[j] - want).abs() < 1e-5, "packed j {j}: {} vs {want}", packed[j]);
             }
         }
