@@ -99,36 +99,22 @@ impl ModelSpec {
 
     /// Checks the constants and dimensions; returns every problem found.
     pub fn validate(&self) -> Result<(), Vec<String>> {
-        let mut errs = Vec::new();
-        if !(self.alpha > 0.0 && self.alpha < 1.0) {
-            errs.push(format!("alpha = {} must be in (0, 1)", self.alpha));
-        }
-        if !(self.sigma_x > 0.0 && self.sigma_x < 1.0) {
-            errs.push(format!("sigma_x = {} must be in (0, 1)", self.sigma_x));
-        }
-        if !(self.sigma_z >= 0.0) {
-            errs.push(format!("sigma_z = {} must be >= 0", self.sigma_z));
-        }
-        if !(self.alpha + self.sigma_z * self.sigma_z < 1.0) {
-            errs.push(format!("alpha + sigma_z^2 = {} must be < 1", self.alpha + self.sigma_z * self.sigma_z));
-        }
+        let mut errs: Vec<String> = constant_problems(
+            self.alpha,
+            self.sigma_x,
+            self.sigma_z,
+            self.smoothing,
+            &self.ftn_hidden,
+            &self.otn_hidden,
+        )
+        .into_iter()
+        .map(|(field, msg)| format!("{field}: {msg}"))
+        .collect();
         if self.channels == 0 {
-            errs.push("channels must be > 0".into());
+            errs.push("channels: must be > 0".into());
         }
         if self.dz == 0 {
-            errs.push("dz must be > 0".into());
-        }
-        if self.ftn_hidden.contains(&0) || self.otn_hidden.contains(&0) {
-            errs.push("hidden widths must be > 0".into());
-        }
-        match self.smoothing {
-            Smoothing::Exponential { tau_bins } if !(tau_bins > 0.0) => {
-                errs.push(format!("smoothing.tau_bins = {tau_bins} must be > 0"))
-            }
-            Smoothing::HalfGaussian { sigma_bins } if !(sigma_bins > 0.0 && sigma_bins <= 100.0) => {
-                errs.push(format!("smoothing.sigma_bins = {sigma_bins} must be in (0, 100]"))
-            }
-            _ => {}
+            errs.push("dz: must be > 0".into());
         }
         if errs.is_empty() {
             Ok(())
@@ -136,4 +122,43 @@ impl ModelSpec {
             Err(errs)
         }
     }
+}
+
+/// Problems with the model constants, smoothing and hidden widths, as
+/// `(field, message)` pairs: the rules shared by a model's spec and the
+/// training settings that produce one.
+pub fn constant_problems(
+    alpha: f32,
+    sigma_x: f32,
+    sigma_z: f32,
+    smoothing: Smoothing,
+    ftn_hidden: &[usize],
+    otn_hidden: &[usize],
+) -> Vec<(&'static str, String)> {
+    let mut p = Vec::new();
+    if !(alpha > 0.0 && alpha < 1.0) {
+        p.push(("alpha", format!("{alpha} must be in (0, 1)")));
+    }
+    if !(sigma_x > 0.0 && sigma_x < 1.0) {
+        p.push(("sigma_x", format!("{sigma_x} must be in (0, 1)")));
+    }
+    if !(sigma_z >= 0.0) {
+        p.push(("sigma_z", format!("{sigma_z} must be >= 0")));
+    }
+    if !(alpha + sigma_z * sigma_z < 1.0) {
+        p.push(("sigma_z", format!("alpha + sigma_z^2 = {} must be < 1", alpha + sigma_z * sigma_z)));
+    }
+    if ftn_hidden.contains(&0) || otn_hidden.contains(&0) {
+        p.push(("ftn_hidden/otn_hidden", "widths must be > 0".into()));
+    }
+    match smoothing {
+        Smoothing::Exponential { tau_bins } if !(tau_bins > 0.0) => {
+            p.push(("smoothing.tau_bins", format!("{tau_bins} must be > 0")))
+        }
+        Smoothing::HalfGaussian { sigma_bins } if !(sigma_bins > 0.0 && sigma_bins <= 100.0) => {
+            p.push(("smoothing.sigma_bins", format!("{sigma_bins} must be in (0, 100]")))
+        }
+        _ => {}
+    }
+    p
 }

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::kernel::StepKernel;
 use super::net::{AlternatorNet, Batch, LossWeights};
 use super::preprocess::{preprocess_matrix, LabelledBehavior, NormStats};
-use super::spec::{Activation, Mode, ModelSpec, Smoothing};
+use super::spec::{constant_problems, Activation, Mode, ModelSpec, Smoothing};
 use super::weights::Model;
 use crate::matrix::Matrix;
 use crate::metrics::Metrics;
@@ -109,15 +109,11 @@ impl TrainConfig {
     pub fn validate(&self, prefix: &str) -> Vec<String> {
         let mut e = Vec::new();
         let mut bad = |f: &str, msg: String| e.push(format!("{prefix}{f}: {msg}"));
-        if !(self.alpha > 0.0 && self.alpha < 1.0) {
-            bad("alpha", format!("{} is outside (0, 1)", self.alpha));
-        }
-        if !(self.sigma_x > 0.0 && self.sigma_x < 1.0) {
-            bad("sigma_x", format!("{} is outside (0, 1)", self.sigma_x));
-        }
         let sz = self.sigma_z();
-        if !(sz >= 0.0) || !(self.alpha + sz * sz < 1.0) {
-            bad("sigma_z", format!("{sz} must be >= 0 with alpha + sigma_z^2 < 1"));
+        for (field, msg) in
+            constant_problems(self.alpha, self.sigma_x, sz, self.smoothing, &self.ftn_hidden, &self.otn_hidden)
+        {
+            bad(field, msg);
         }
         if self.mode == Mode::Latent && self.latent_dims == 0 {
             bad("latent_dims", "must be > 0 in latent mode".into());
@@ -139,18 +135,6 @@ impl TrainConfig {
         }
         if !(self.val_fraction > 0.0 && self.val_fraction < 0.9) {
             bad("val_fraction", format!("{} must be in (0, 0.9)", self.val_fraction));
-        }
-        if self.ftn_hidden.contains(&0) || self.otn_hidden.contains(&0) {
-            bad("ftn_hidden/otn_hidden", "widths must be > 0".into());
-        }
-        match self.smoothing {
-            Smoothing::Exponential { tau_bins } if !(tau_bins > 0.0) => {
-                bad("smoothing.tau_bins", format!("{tau_bins} must be > 0"))
-            }
-            Smoothing::HalfGaussian { sigma_bins } if !(sigma_bins > 0.0 && sigma_bins <= 100.0) => {
-                bad("smoothing.sigma_bins", format!("{sigma_bins} must be in (0, 100]"))
-            }
-            _ => {}
         }
         if !(self.lambda_x >= 0.0 && self.lambda_z >= 0.0) {
             bad("lambda_x/lambda_z", "must be >= 0".into());
