@@ -158,7 +158,7 @@ impl ColumnScore {
 }
 
 /// Arithmetic mean; `NaN` for an empty slice.
-fn mean(v: &[f64]) -> f64 {
+pub fn mean(v: &[f64]) -> f64 {
     if v.is_empty() {
         f64::NAN
     } else {

@@ -25,10 +25,8 @@ use super::decode_loop::{LoopCommand, SwapOutcome};
 use super::models::ModelStore;
 use super::recorder::ClosedSession;
 use super::stats::LoopCounters;
-use crate::matrix::Matrix;
-use crate::metrics::Metrics;
 use crate::model::file::{DataSource, ModelMeta, TrainingInfo};
-use crate::model::train::{train_cancellable, TrainSet};
+use crate::model::train::{score_tails, train_cancellable, TrainSet};
 use crate::model::{Model, ModelFile, StepKernel};
 use crate::recording::{file_hash, ReadOptions, Recording};
 
@@ -185,25 +183,10 @@ struct Split {
 /// Scores `model` on the held-out tails: pooled R² over labelled bins,
 /// decoding each file causally from up to 500 bins before its tail.
 pub fn holdout_r2(model: &Model, parts: &[(&Recording, usize)]) -> Option<f64> {
-    let d = model.spec.dz;
-    let (mut truth, mut pred) = (Vec::new(), Vec::new());
-    for (rec, start) in parts {
-        let Some(b) = &rec.behavior else { continue };
-        let mut k = StepKernel::new(model.clone());
-        let mut out = vec![0f32; d];
-        for t in start.saturating_sub(500)..rec.n_bins() {
-            k.step(rec.spikes.row(t), &mut out);
-            if t >= *start && rec.is_labelled(t) {
-                truth.extend_from_slice(b.row(t));
-                pred.extend_from_slice(&out);
-            }
-        }
-    }
-    if truth.is_empty() {
-        return None;
-    }
-    let n = truth.len() / d;
-    Some(Metrics::compute(&Matrix::from_vec(n, d, truth), &Matrix::from_vec(n, d, pred)).mean_r2())
+    let sets: Vec<TrainSet<'_>> = parts.iter().map(|(rec, _)| rec.train_set()).collect();
+    let starts: Vec<usize> = parts.iter().map(|(_, start)| *start).collect();
+    let (r2, _) = score_tails(model, &sets, &starts, false);
+    (!r2.is_empty()).then(|| crate::metrics::mean(&r2))
 }
 
 /// The gate: accept when `candidate >= live + margin` (a live model that

@@ -397,8 +397,8 @@ pub fn train_cancellable(
         }
         last_loss = loss_sum / nb.max(1) as f64;
         let model = Model { spec: spec.clone(), stats: stats.clone(), ftn: net.ftn.export()?, otn: net.otn.export()? };
-        let (val_r2, val_x_mse) = validate(&model, sets, &splits);
-        let val_r2_mean = if val_r2.is_empty() { f64::NAN } else { val_r2.iter().sum::<f64>() / val_r2.len() as f64 };
+        let (val_r2, val_x_mse) = score_tails(&model, sets, &splits, true);
+        let val_r2_mean = crate::metrics::mean(&val_r2);
         let score = match cfg.mode {
             Mode::Decoding => val_r2_mean,
             Mode::Latent => -val_x_mse,
@@ -428,7 +428,7 @@ pub fn train_cancellable(
     }
     let (_, best_epoch, model, val_r2, val_x_mse) = best.expect("invariant: at least one epoch ran");
     let seconds = started.elapsed().as_secs_f64();
-    let val_r2_mean = if val_r2.is_empty() { f64::NAN } else { val_r2.iter().sum::<f64>() / val_r2.len() as f64 };
+    let val_r2_mean = crate::metrics::mean(&val_r2);
     Ok(TrainOutcome {
         model,
         report: TrainReport {
@@ -487,17 +487,20 @@ fn make_batch(
 }
 
 /// Streams each recording through the kernel (warming up on up to 500 bins
-/// before its validation tail) and scores the tail: per-dimension R² of the
-/// decoded behaviour on labelled bins, and the one-step x prediction MSE.
-fn validate(model: &Model, sets: &[TrainSet<'_>], splits: &[usize]) -> (Vec<f64>, f64) {
+/// before the tail that starts at its entry of `starts`) and scores the tails:
+/// per-dimension R² of the decoded behaviour on labelled bins (pooled over
+/// recordings; empty when there are none) and, with `with_prediction`, the
+/// one-step x prediction MSE (NaN otherwise). Used for validation during
+/// training and for the retraining gate.
+pub fn score_tails(model: &Model, sets: &[TrainSet<'_>], starts: &[usize], with_prediction: bool) -> (Vec<f64>, f64) {
     let dz = model.spec.dz;
     let mut truth = Vec::new();
     let mut pred = Vec::new();
     let mut se = 0.0f64;
     let mut n_se = 0usize;
-    for (s, &split) in sets.iter().zip(splits) {
+    for (s, &split) in sets.iter().zip(starts) {
         let mut k = StepKernel::new(model.clone());
-        k.set_track_prediction(true);
+        k.set_track_prediction(with_prediction);
         let mut out = vec![0f32; dz];
         for t in split.saturating_sub(500)..s.spikes.rows {
             k.step(s.spikes.row(t), &mut out);
