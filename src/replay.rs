@@ -159,9 +159,7 @@ impl Publisher {
 
     /// Sends an arbitrary two-part message (tests use it for malformed frames).
     pub fn send_raw(&self, topic: &[u8], body: &[u8]) -> Result<(), ReplayError> {
-        let e = |source| ReplayError::Zmq { endpoint: self.endpoint.clone(), source };
-        self.sock.send(topic, zmq::SNDMORE).map_err(e)?;
-        self.sock.send(body, 0).map_err(e)
+        self.send_parts(&[topic, body])
     }
 
     /// Sends a message of any number of parts (tests send malformed ones).
