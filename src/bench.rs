@@ -208,14 +208,14 @@ pub fn end_to_end(
 ) -> anyhow::Result<BenchResult> {
     let dir = tempfile_dir()?;
     let mut cfg = ServeConfig::default();
-    cfg.ingest.endpoint = "tcp://127.0.0.1:*".into();
+    cfg.ingest.protocol_v1.endpoint = "tcp://127.0.0.1:*".into();
     cfg.publish.endpoint = "tcp://127.0.0.1:*".into();
     cfg.control.enabled = false;
     cfg.record.enabled = record;
     cfg.record.dir = dir.clone();
     cfg.stats.interval_s = 3600.0;
-    cfg.ingest.rcvhwm = 0;
-    cfg.publish.sndhwm = 0;
+    cfg.ingest.protocol_v1.receive_hwm_messages = 0;
+    cfg.publish.send_hwm_messages = 0;
     // The daemon gets its own ZeroMQ context (its own I/O thread), as a
     // separate process would. With `pin`, every daemon thread (decode loop,
     // recorder, libzmq I/O thread — threads inherit their creator's CPU mask)

@@ -99,7 +99,7 @@ pub struct ServeArgs {
     /// Model file (overrides model.path).
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Ingest endpoint (overrides ingest.endpoint).
+    /// Where the configured source reads from (overrides the endpoint in its `ingest.<kind>` section; for openephys the plugin's data port, heartbeats go to the next port).
     #[arg(long)]
     pub ingest: Option<String>,
     /// Publish endpoint (overrides publish.endpoint).

@@ -5,6 +5,9 @@
 //! - [`recording`]: HDF5 sessions; [`simulate`]: synthetic sessions.
 //! - [`wire`]: protocol v1 frames; [`daemon`]: the streaming daemon;
 //!   [`replay`]: publishing recordings as a rig would.
+//! - [`ingest`]: input sources (protocol v1, Open Ephys) feeding the daemon's
+//!   engine; [`publish`]: output sinks; [`frontend`]: raw voltage → spike
+//!   counts (no I/O); [`transport`]: ZeroMQ socket set-up.
 //! - [`metrics`], [`baselines`]: scoring and the standard decoders it is compared with.
 //! - [`cli`], [`commands`]: the command line.
 //! - [`matrix`], [`rng`]: small shared utilities.
@@ -19,13 +22,17 @@ pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod daemon;
+pub mod frontend;
+pub mod ingest;
 pub(crate) mod linalg;
 pub mod matrix;
 pub mod metrics;
 pub mod model;
+pub mod publish;
 pub mod recording;
 pub mod replay;
 pub mod rng;
 pub mod simulate;
 pub mod stats_util;
+pub mod transport;
 pub mod wire;

@@ -31,18 +31,18 @@ fn invalid_config_names_each_field() {
     let p = dir.path().join("bad.toml");
     std::fs::write(
         &p,
-        "[ingest]\nendpoint = \"5555\"\nmax_gap_bins = 3\n[record]\nqueue_bins = 2\n[retrain]\nnice = 40\n",
+        "[ingest]\nmax_gap_bins = 3\n[ingest.protocol_v1]\nendpoint = \"5555\"\n[record]\nqueue_bins = 2\n[retrain]\nnice = 40\n",
     )
     .unwrap();
     let c = ServeConfig::load(&p).unwrap();
     let e = c.validate("bad.toml").unwrap_err();
     let text = e.to_string();
-    for f in ["ingest.endpoint", "record.queue_bins", "retrain.nice"] {
+    for f in ["ingest.protocol_v1.endpoint", "record.queue_bins", "retrain.nice"] {
         assert!(text.contains(f), "{f} not named in: {text}");
     }
-    std::fs::write(&p, "[publish]\nsndhwm = \"lots\"\n").unwrap();
+    std::fs::write(&p, "[publish]\nsend_hwm_messages = \"lots\"\n").unwrap();
     let e = ServeConfig::load(&p).unwrap_err();
-    assert!(matches!(e, ConfigError::Parse { .. }) && e.to_string().contains("sndhwm"), "{e}");
+    assert!(matches!(e, ConfigError::Parse { .. }) && e.to_string().contains("send_hwm_messages"), "{e}");
 }
 
 #[test]

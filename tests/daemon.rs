@@ -101,7 +101,7 @@ fn every_malformed_frame_kind_is_counted_and_decoding_continues() {
     let dir = tempfile::tempdir().unwrap();
     let (mf, rec) = demo(120);
     let mut cfg = config(dir.path());
-    cfg.ingest.max_message_bytes = 4096;
+    cfg.ingest.protocol_v1.max_message_bytes = 4096;
     let rig = Rig::start(&cfg, mf.clone());
     let c = rec.n_channels() as u32;
     let good = |seq: u64| frame(seq, c, rec.spikes.row(seq as usize));
@@ -272,11 +272,11 @@ fn sigterm_drains_and_the_session_file_holds_every_bin() {
 fn bad_config_is_refused_at_start_with_exit_code_64() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("bad.toml");
-    std::fs::write(&cfg, "[ingest]\nendpoint = \"nowhere\"\n[stats]\ninterval_s = -1\n").unwrap();
+    std::fs::write(&cfg, "[ingest.protocol_v1]\nendpoint = \"nowhere\"\n[stats]\ninterval_s = -1\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_alternator")).args(["serve", "--config"]).arg(&cfg).output().unwrap();
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("ingest.endpoint") && err.contains("stats.interval_s"), "{err}");
+    assert!(err.contains("ingest.protocol_v1.endpoint") && err.contains("stats.interval_s"), "{err}");
 
     // Unknown flags are bad usage too.
     let out = Command::new(env!("CARGO_BIN_EXE_alternator")).args(["serve", "--ingets", "tcp://x:1"]).output().unwrap();

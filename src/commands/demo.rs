@@ -37,7 +37,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     }
     let mut cfg = ServeConfig::default();
     cfg.model.path = Some(a.model.clone());
-    cfg.ingest.endpoint = "tcp://127.0.0.1:*".into();
+    cfg.ingest.protocol_v1.endpoint = "tcp://127.0.0.1:*".into();
     cfg.publish.endpoint = "tcp://127.0.0.1:*".into();
     cfg.control.endpoint = "tcp://127.0.0.1:*".into();
     cfg.record.dir = a.record_dir.clone();

@@ -24,7 +24,7 @@ pub fn effective_config(a: &ServeArgs) -> anyhow::Result<ServeConfig> {
         cfg.model.path = Some(m.clone());
     }
     if let Some(e) = &a.ingest {
-        cfg.ingest.endpoint = e.clone();
+        cfg.ingest.set_endpoint(e);
     }
     if let Some(e) = &a.publish {
         cfg.publish.endpoint = e.clone();

@@ -6,7 +6,14 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::frontend::FrontendConfig;
+use crate::ingest::check_endpoint;
+pub use crate::ingest::IngestSection;
 use crate::model::train::TrainConfig;
+pub use crate::publish::PublishSection;
+
+/// Upper bound of `decode.rewarm_bins`: re-warming runs between two bins.
+pub const MAX_REWARM_BINS: usize = 2000;
 
 /// Everything `alternator serve` needs.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -16,6 +23,8 @@ pub struct ServeConfig {
     pub model: ModelSection,
     /// Where observations come from.
     pub ingest: IngestSection,
+    /// Raw voltage → spike counts (sources that deliver voltage).
+    pub frontend: FrontendConfig,
     /// Where decoded behaviour goes.
     pub publish: PublishSection,
     /// Session recording.
@@ -56,42 +65,6 @@ pub struct ModelSection {
     pub path: Option<PathBuf>,
     /// Versioned models directory (generations written by retraining).
     pub models_dir: PathBuf,
-}
-
-/// ZeroMQ ingest socket (SUB).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct IngestSection {
-    /// ZeroMQ endpoint, e.g. `tcp://127.0.0.1:5555`.
-    pub endpoint: String,
-    /// Bind (rigs connect to us) or connect (we connect to the rig's PUB).
-    pub bind: bool,
-    /// Subscription prefix; empty = every topic.
-    pub subscribe: String,
-    /// Topic of observation frames.
-    pub spikes_topic: String,
-    /// Topic of true-behaviour frames (recorded, never decoded).
-    pub behavior_topic: String,
-    /// Messages larger than this are dropped (bytes).
-    pub max_message_bytes: usize,
-    /// Largest seq gap that is imputed; larger gaps reset the state.
-    pub max_gap_bins: u64,
-    /// Receive high-water mark (messages).
-    pub rcvhwm: i32,
-}
-
-/// ZeroMQ output socket (PUB).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PublishSection {
-    /// ZeroMQ endpoint, e.g. `tcp://127.0.0.1:5556`.
-    pub endpoint: String,
-    /// Bind (clients connect to us) or connect.
-    pub bind: bool,
-    /// Topic of decoded frames.
-    pub topic: String,
-    /// Send high-water mark (messages); PUB drops beyond it.
-    pub sndhwm: i32,
 }
 
 /// Session recording to HDF5.
@@ -178,27 +151,6 @@ impl Default for ModelSection {
     }
 }
 
-impl Default for IngestSection {
-    fn default() -> Self {
-        Self {
-            endpoint: "tcp://127.0.0.1:5555".into(),
-            bind: true,
-            subscribe: String::new(),
-            spikes_topic: "spikes".into(),
-            behavior_topic: "behavior".into(),
-            max_message_bytes: 1 << 20,
-            max_gap_bins: 50,
-            rcvhwm: 100_000,
-        }
-    }
-}
-
-impl Default for PublishSection {
-    fn default() -> Self {
-        Self { endpoint: "tcp://127.0.0.1:5556".into(), bind: true, topic: "decoded".into(), sndhwm: 100_000 }
-    }
-}
-
 impl Default for RecordSection {
     fn default() -> Self {
         Self {
@@ -242,15 +194,6 @@ impl Default for RetrainSection {
     }
 }
 
-fn check_endpoint(errs: &mut Vec<String>, field: &str, ep: &str) {
-    let ok = ["tcp://", "ipc://", "inproc://"].iter().any(|p| ep.starts_with(p) && ep.len() > p.len());
-    if !ok {
-        errs.push(format!(
-            "{field}: {ep:?} is not a ZeroMQ endpoint; expected tcp://HOST:PORT, ipc://PATH or inproc://NAME"
-        ));
-    }
-}
-
 /// A configuration that failed to load or validate.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -273,48 +216,10 @@ impl ServeConfig {
     /// Every problem, each with its dotted field path.
     pub fn problems(&self) -> Vec<String> {
         let mut e = Vec::new();
-        check_endpoint(&mut e, "ingest.endpoint", &self.ingest.endpoint);
-        check_endpoint(&mut e, "publish.endpoint", &self.publish.endpoint);
-        if self.control.enabled {
-            check_endpoint(&mut e, "control.endpoint", &self.control.endpoint);
-            if self.control.endpoint == self.ingest.endpoint || self.control.endpoint == self.publish.endpoint {
-                e.push(format!(
-                    "control.endpoint: {:?} is already used by ingest or publish; expected its own endpoint",
-                    self.control.endpoint
-                ));
-            }
-        }
-        if self.ingest.endpoint == self.publish.endpoint {
-            e.push(format!(
-                "publish.endpoint: {:?} is also the ingest endpoint; expected two different endpoints",
-                self.publish.endpoint
-            ));
-        }
-        if self.ingest.spikes_topic.is_empty() {
-            e.push("ingest.spikes_topic: must not be empty".into());
-        }
-        if self.ingest.spikes_topic == self.ingest.behavior_topic {
-            e.push(format!(
-                "ingest.behavior_topic: {:?} equals ingest.spikes_topic; expected a different topic",
-                self.ingest.behavior_topic
-            ));
-        }
-        if self.ingest.max_message_bytes < crate::wire::HEADER_LEN + 4 {
-            e.push(format!(
-                "ingest.max_message_bytes: {} is smaller than one frame; expected >= {}",
-                self.ingest.max_message_bytes,
-                crate::wire::HEADER_LEN + 4
-            ));
-        }
-        if self.ingest.rcvhwm < 0 {
-            e.push(format!("ingest.rcvhwm: {} must be >= 0", self.ingest.rcvhwm));
-        }
-        if self.publish.topic.is_empty() {
-            e.push("publish.topic: must not be empty".into());
-        }
-        if self.publish.sndhwm < 0 {
-            e.push(format!("publish.sndhwm: {} must be >= 0", self.publish.sndhwm));
-        }
+        e.extend(self.ingest.problems());
+        e.extend(self.frontend.problems("frontend."));
+        e.extend(self.publish.problems());
+        self.endpoint_clashes(&mut e);
         if self.record.queue_bins < 64 {
             e.push(format!("record.queue_bins: {} is too small; expected >= 64", self.record.queue_bins));
         }
@@ -332,6 +237,18 @@ impl ServeConfig {
         }
         if self.decode.swap_state == SwapState::Rewarm && self.decode.rewarm_bins == 0 {
             e.push("decode.rewarm_bins: must be > 0 when decode.swap_state = \"rewarm\"".into());
+        }
+        if self.decode.rewarm_bins > MAX_REWARM_BINS {
+            e.push(format!(
+                "decode.rewarm_bins: {} is too large (the swap re-runs them between two bins); expected <= {MAX_REWARM_BINS}",
+                self.decode.rewarm_bins
+            ));
+        }
+        if let Some(core) = self.decode.cpu_core {
+            let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            if core >= n {
+                e.push(format!("decode.cpu_core: {core} does not exist; this machine has cores 0..={}", n - 1));
+            }
         }
         let r = &self.retrain;
         if r.use_sessions && r.max_session_files == 0 {
@@ -353,6 +270,27 @@ impl ServeConfig {
         }
         e.extend(r.train.validate("retrain.train."));
         e
+    }
+
+    /// Two sockets on one endpoint (a bind would fail at start, or the daemon
+    /// would talk to itself).
+    fn endpoint_clashes(&self, e: &mut Vec<String>) {
+        let ingest = self.ingest.endpoints();
+        if ingest.contains(&self.publish.endpoint) {
+            e.push(format!(
+                "publish.endpoint: {:?} is also used by ingest; expected its own endpoint",
+                self.publish.endpoint
+            ));
+        }
+        if self.control.enabled {
+            check_endpoint(e, "control.endpoint", &self.control.endpoint);
+            if ingest.contains(&self.control.endpoint) || self.control.endpoint == self.publish.endpoint {
+                e.push(format!(
+                    "control.endpoint: {:?} is already used by ingest or publish; expected its own endpoint",
+                    self.control.endpoint
+                ));
+            }
+        }
     }
 
     /// Validates; `origin` names the config's source in the error.
@@ -382,20 +320,21 @@ mod tests {
     #[test]
     fn every_problem_is_reported_with_its_field_path() {
         let mut c = ServeConfig::default();
-        c.ingest.endpoint = "localhost:5555".into();
+        c.ingest.protocol_v1.endpoint = "localhost:5555".into();
         c.record.queue_bins = 1;
         c.retrain.train.alpha = 0.0;
         c.stats.interval_s = 0.0;
         let p = c.problems();
         assert_eq!(p.len(), 4, "{p:?}");
-        for field in ["ingest.endpoint", "record.queue_bins", "retrain.train.alpha", "stats.interval_s"] {
+        for field in ["ingest.protocol_v1.endpoint", "record.queue_bins", "retrain.train.alpha", "stats.interval_s"] {
             assert!(p.iter().any(|s| s.starts_with(field)), "{field} missing from {p:?}");
         }
     }
 
     #[test]
     fn unknown_fields_are_refused_by_name() {
-        let err = toml::from_str::<ServeConfig>("[ingest]\nendpont = \"tcp://x:1\"\n").unwrap_err().to_string();
+        let err =
+            toml::from_str::<ServeConfig>("[ingest.protocol_v1]\nendpont = \"tcp://x:1\"\n").unwrap_err().to_string();
         assert!(err.contains("endpont"), "{err}");
     }
 }

@@ -9,10 +9,13 @@
 pub mod config;
 pub mod control;
 pub mod decode_loop;
+pub mod engine;
 pub mod models;
 pub mod os;
+pub mod record_link;
 pub mod recorder;
 pub mod retrain;
+pub mod sequencer;
 pub mod stats;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,11 +27,16 @@ use crossbeam_channel::{bounded, Sender};
 use tracing::{info, warn};
 
 use config::ServeConfig;
-use decode_loop::{DecodeLoop, LoopCommand, LoopSettings, LoopSummary, RecorderLink};
+use decode_loop::{DecodeLoop, LoopCommand, LoopSummary};
+use engine::{Engine, EngineSettings};
+use record_link::{RecordSlot, RecorderLink};
 use recorder::{ClosedSession, RecordBatch, Recorder, SessionInfo};
 use stats::LoopCounters;
 
+use crate::ingest::{IngestError, Source};
 use crate::model::{ModelFile, StepKernel};
+use crate::publish::ZmqPublisher;
+use crate::transport::{open_socket, SocketError};
 
 /// Rows per record batch.
 const BATCH_ROWS: usize = 256;
@@ -36,10 +44,22 @@ const BATCH_ROWS: usize = 256;
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    #[error("cannot {action} {endpoint}: {source}")]
-    Socket { action: &'static str, endpoint: String, source: zmq::Error },
+    #[error(transparent)]
+    Socket(#[from] SocketError),
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
     #[error("cannot start thread {name}: {source}")]
     Thread { name: &'static str, source: std::io::Error },
+}
+
+impl DaemonError {
+    /// An endpoint is taken by another process.
+    pub fn is_address_in_use(&self) -> bool {
+        match self {
+            DaemonError::Socket(e) | DaemonError::Ingest(IngestError::Socket(e)) => e.is_in_use(),
+            _ => false,
+        }
+    }
 }
 
 /// A running daemon.
@@ -56,7 +76,7 @@ pub struct Daemon {
     pub counters: Arc<LoopCounters>,
     /// Commands to the decode loop (model swaps).
     pub control: Sender<LoopCommand>,
-    /// The ingest endpoint actually bound (wildcard ports resolved).
+    /// The ingest endpoint actually bound or connected (wildcard ports resolved).
     pub ingest_endpoint: String,
     /// The publish endpoint actually bound.
     pub publish_endpoint: String,
@@ -70,115 +90,112 @@ pub struct DaemonSummary {
     pub sessions: Vec<ClosedSession>,
 }
 
-/// Creates a socket, applies `configure` (HWMs, subscriptions) *before*
-/// binding or connecting — libzmq copies the options into each listener and
-/// connection when they are made, so options set afterwards would silently
-/// not apply — then binds or connects and reports the actual endpoint.
-fn socket(
-    ctx: &zmq::Context,
-    kind: zmq::SocketType,
-    endpoint: &str,
-    bind: bool,
-    configure: impl FnOnce(&zmq::Socket) -> Result<(), zmq::Error>,
-) -> Result<(zmq::Socket, String), DaemonError> {
-    let err = |action, source| DaemonError::Socket { action, endpoint: endpoint.to_string(), source };
-    let s = ctx.socket(kind).map_err(|e| err("create a socket for", e))?;
-    s.set_linger(1000).map_err(|e| err("configure", e))?;
-    configure(&s).map_err(|e| err("configure", e))?;
-    if bind {
-        s.bind(endpoint).map_err(|e| err("bind", e))?;
-    } else {
-        s.connect(endpoint).map_err(|e| err("connect to", e))?;
+/// The recorder thread and the loop's link to it (None when recording is off).
+type RecorderParts = (Option<RecorderLink>, Option<JoinHandle<Vec<ClosedSession>>>);
+
+fn start_recorder(
+    cfg: &ServeConfig,
+    model: &ModelFile,
+    counters: &Arc<LoopCounters>,
+    closed_tx: Sender<ClosedSession>,
+    rotate: Arc<AtomicBool>,
+) -> Result<RecorderParts, DaemonError> {
+    if !cfg.record.enabled {
+        return Ok((None, None));
     }
-    let actual = s.get_last_endpoint().ok().and_then(|r| r.ok()).unwrap_or_else(|| endpoint.to_string());
-    Ok((s, actual))
+    let (channels, out_dim) = (model.model.spec.channels, model.model.spec.dz);
+    let n = (cfg.record.queue_bins / BATCH_ROWS).max(4);
+    let (full_tx, full_rx) = bounded::<RecordBatch>(n);
+    let (free_tx, free_rx) = bounded::<RecordBatch>(n);
+    for _ in 0..n {
+        free_tx
+            .send(RecordBatch::new(BATCH_ROWS, channels, out_dim))
+            .expect("invariant: free list has room for every batch");
+    }
+    let info = SessionInfo {
+        model_id: model.meta.id.clone(),
+        config_toml: toml::to_string(cfg).unwrap_or_default(),
+        channels,
+        out_dim,
+        track_prediction: cfg.decode.track_prediction,
+    };
+    let rec = Recorder::new(cfg.record.clone(), info, counters.clone(), Some(closed_tx), rotate);
+    let h = std::thread::Builder::new()
+        .name("recorder".into())
+        .spawn(move || rec.run(full_rx, free_tx))
+        .map_err(|source| DaemonError::Thread { name: "recorder", source })?;
+    Ok((Some(RecorderLink { full_tx, free_rx }), Some(h)))
+}
+
+fn engine_settings(cfg: &ServeConfig) -> EngineSettings {
+    EngineSettings {
+        max_gap_bins: cfg.ingest.max_gap_bins,
+        stats_interval: Duration::from_secs_f64(cfg.stats.interval_s),
+        swap_state: cfg.decode.swap_state,
+        rewarm_bins: cfg.decode.rewarm_bins,
+        track_prediction: cfg.decode.track_prediction,
+    }
+}
+
+fn spawn_decode(lp: DecodeLoop, core: Option<usize>) -> Result<JoinHandle<LoopSummary>, DaemonError> {
+    std::thread::Builder::new()
+        .name("decode-loop".into())
+        .spawn(move || {
+            if let Some(c) = core {
+                if let Err(e) = os::pin_current_thread(c) {
+                    warn!(core = c, error = %e, "Cannot pin the decode loop to a core.");
+                }
+            }
+            lp.run()
+        })
+        .map_err(|source| DaemonError::Thread { name: "decode-loop", source })
+}
+
+/// Sockets the daemon owns, all bound or connected before any thread starts.
+struct Sockets {
+    source: Box<dyn Source>,
+    out: ZmqPublisher,
+    control: Option<(zmq::Socket, String)>,
+}
+
+fn open_sockets(cfg: &ServeConfig, model: &ModelFile, ctx: &zmq::Context) -> Result<Sockets, DaemonError> {
+    let (channels, out_dim) = (model.model.spec.channels, model.model.spec.dz);
+    let source = crate::ingest::open(&cfg.ingest, &cfg.frontend, ctx, channels, cfg.record.bin_seconds)?;
+    let out = ZmqPublisher::open(&cfg.publish, ctx, out_dim)?;
+    let control = if cfg.control.enabled {
+        Some(open_socket(ctx, zmq::REP, &cfg.control.endpoint, true, |_| Ok(()))?)
+    } else {
+        None
+    };
+    Ok(Sockets { source, out, control })
 }
 
 impl Daemon {
-    /// Opens the sockets (errors here are reported before anything runs) and
-    /// starts the decode loop, the recorder and (if enabled) the retrainer.
+    /// Opens every socket first (errors here are reported before anything
+    /// runs), then starts the recorder, the decode loop, the retrainer (if
+    /// configured) and the control thread.
     pub fn start(cfg: &ServeConfig, model: ModelFile, ctx: &zmq::Context) -> Result<Daemon, DaemonError> {
-        let (sub, ingest_endpoint) = socket(ctx, zmq::SUB, &cfg.ingest.endpoint, cfg.ingest.bind, |s| {
-            s.set_rcvhwm(cfg.ingest.rcvhwm)?;
-            s.set_subscribe(cfg.ingest.subscribe.as_bytes())
-        })?;
-        let (pubs, publish_endpoint) =
-            socket(ctx, zmq::PUB, &cfg.publish.endpoint, cfg.publish.bind, |s| s.set_sndhwm(cfg.publish.sndhwm))?;
-
+        let socks = open_sockets(cfg, &model, ctx)?;
+        let ingest_endpoint = socks.source.endpoint().to_string();
+        let publish_endpoint = socks.out.endpoint().to_string();
         let counters = Arc::new(LoopCounters::default());
         let shutdown = Arc::new(AtomicBool::new(false));
-        let channels = model.model.spec.channels;
-        let out_dim = model.model.spec.dz;
-
         let (closed_tx, closed_rx) = bounded::<ClosedSession>(1024);
         let rotate = Arc::new(AtomicBool::new(false));
-        let (rec_link, recorder) = if cfg.record.enabled {
-            let n = (cfg.record.queue_bins / BATCH_ROWS).max(4);
-            let (full_tx, full_rx) = bounded::<RecordBatch>(n);
-            let (free_tx, free_rx) = bounded::<RecordBatch>(n);
-            for _ in 0..n {
-                free_tx
-                    .send(RecordBatch::new(BATCH_ROWS, channels, out_dim))
-                    .expect("invariant: free list has room for every batch");
-            }
-            let info = SessionInfo {
-                model_id: model.meta.id.clone(),
-                config_toml: toml::to_string(cfg).unwrap_or_default(),
-                channels,
-                out_dim,
-                track_prediction: cfg.decode.track_prediction,
-            };
-            let rec = Recorder::new(cfg.record.clone(), info, counters.clone(), Some(closed_tx), rotate.clone());
-            let h = std::thread::Builder::new()
-                .name("recorder".into())
-                .spawn(move || rec.run(full_rx, free_tx))
-                .map_err(|source| DaemonError::Thread { name: "recorder", source })?;
-            (Some(RecorderLink { full_tx, free_rx }), Some(h))
-        } else {
-            (None, None)
-        };
+        let (link, recorder) = start_recorder(cfg, &model, &counters, closed_tx, rotate.clone())?;
 
         let (control, control_rx) = bounded::<LoopCommand>(4);
-        let settings = LoopSettings {
-            spikes_topic: cfg.ingest.spikes_topic.as_bytes().to_vec(),
-            behavior_topic: cfg.ingest.behavior_topic.as_bytes().to_vec(),
-            publish_topic: cfg.publish.topic.as_bytes().to_vec(),
-            max_message_bytes: cfg.ingest.max_message_bytes,
-            max_gap_bins: cfg.ingest.max_gap_bins,
-            stats_interval: Duration::from_secs_f64(cfg.stats.interval_s),
-            swap_state: cfg.decode.swap_state,
-            rewarm_bins: cfg.decode.rewarm_bins,
-            track_prediction: cfg.decode.track_prediction,
-        };
         let kernel = Box::new(StepKernel::new(model.model.clone()));
-        let lp = DecodeLoop::new(
-            sub,
-            pubs,
+        let eng = Engine::new(
             kernel,
             model.meta.id.clone(),
-            settings,
+            engine_settings(cfg),
             counters.clone(),
-            rec_link,
-            control_rx,
-            shutdown.clone(),
-        )
-        .map_err(|e| DaemonError::Socket {
-            action: "configure",
-            endpoint: ingest_endpoint.clone(),
-            source: e,
-        })?;
-        let core = cfg.decode.cpu_core;
-        let decode = std::thread::Builder::new()
-            .name("decode-loop".into())
-            .spawn(move || {
-                if let Some(c) = core {
-                    if let Err(e) = os::pin_current_thread(c) {
-                        warn!(core = c, error = %e, "Cannot pin the decode loop to a core.");
-                    }
-                }
-                lp.run()
-            })
-            .map_err(|source| DaemonError::Thread { name: "decode-loop", source })?;
+            socks.out,
+            RecordSlot::new(link),
+        );
+        let lp = DecodeLoop::new(socks.source, eng, control_rx, shutdown.clone());
+        let decode = spawn_decode(lp, cfg.decode.cpu_core)?;
 
         let model_id = Arc::new(std::sync::Mutex::new(model.meta.id.clone()));
         let retrainer = retrain::RetrainHandle::start(
@@ -192,23 +209,24 @@ impl Daemon {
         )
         .map_err(|source| DaemonError::Thread { name: "retrainer", source })?;
         let control_stop = Arc::new(AtomicBool::new(false));
-        let (control_thread, control_endpoint) = if cfg.control.enabled {
-            let (rep, ep) = socket(ctx, zmq::REP, &cfg.control.endpoint, true, |_| Ok(()))?;
-            let info = control::ControlInfo {
-                channels,
-                outputs: out_dim,
-                model_id,
-                ingest_endpoint: ingest_endpoint.clone(),
-                publish_endpoint: publish_endpoint.clone(),
-            };
-            let actions = retrain::actions(retrainer.as_ref());
-            let h = control::spawn(rep, info, counters.clone(), actions, control_stop.clone())
-                .map_err(|source| DaemonError::Thread { name: "control", source })?;
-            (Some(h), Some(ep))
-        } else {
-            (None, None)
+        let (control_thread, control_endpoint) = match socks.control {
+            Some((rep, ep)) => {
+                let info = control::ControlInfo {
+                    channels: model.model.spec.channels,
+                    outputs: model.model.spec.dz,
+                    model_id,
+                    ingest_endpoint: ingest_endpoint.clone(),
+                    publish_endpoint: publish_endpoint.clone(),
+                };
+                let actions = retrain::actions(retrainer.as_ref());
+                let h = control::spawn(rep, info, counters.clone(), actions, control_stop.clone())
+                    .map_err(|source| DaemonError::Thread { name: "control", source })?;
+                (Some(h), Some(ep))
+            }
+            None => (None, None),
         };
-        info!(ingest = %ingest_endpoint, publish = %publish_endpoint, model = %model.meta.id, channels, outputs = out_dim, recording = cfg.record.enabled, "Daemon started.");
+        info!(source = %cfg.ingest.kind, ingest = %ingest_endpoint, publish = %publish_endpoint, model = %model.meta.id,
+            channels = model.model.spec.channels, outputs = model.model.spec.dz, recording = cfg.record.enabled, "Daemon started.");
         Ok(Daemon {
             shutdown,
             decode: Some(decode),

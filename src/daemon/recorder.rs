@@ -25,8 +25,8 @@ use super::config::RecordSection;
 use super::stats::LoopCounters;
 use crate::recording::{AppendWriter, RecordingError};
 
-/// Largest behaviour width a batch can hold.
-pub const BEHAVIOR_MAX_DIMS: usize = 64;
+use crate::ingest::RigEvent;
+pub use crate::ingest::BEHAVIOR_MAX_DIMS;
 
 /// A fixed-capacity batch of inputs, outputs and behaviour bins.
 #[derive(Debug)]
@@ -48,6 +48,8 @@ pub struct RecordBatch {
     pub beh_dims: usize,
     pub beh_values: Vec<f32>,
     pub beh_seq: Vec<u64>,
+    /// TTL events from the rig.
+    pub events: Vec<RigEvent>,
     /// When the first item went in (for age-based flushing).
     pub first_at: Option<Instant>,
 }
@@ -71,6 +73,7 @@ impl RecordBatch {
             beh_dims: 0,
             beh_values: Vec::with_capacity(cap * BEHAVIOR_MAX_DIMS),
             beh_seq: Vec::with_capacity(cap),
+            events: Vec::with_capacity(cap),
             first_at: None,
         }
     }
@@ -88,17 +91,23 @@ impl RecordBatch {
         self.out_flags.clear();
         self.beh_values.clear();
         self.beh_seq.clear();
+        self.events.clear();
         self.first_at = None;
     }
 
     /// No items.
     pub fn is_empty(&self) -> bool {
-        self.in_seq.is_empty() && self.out_seq.is_empty() && self.beh_seq.is_empty()
+        self.items() == 0
+    }
+
+    /// Items of every kind.
+    pub fn items(&self) -> usize {
+        self.in_seq.len() + self.out_seq.len() + self.beh_seq.len() + self.events.len()
     }
 
     /// Some section is at capacity: hand it over before adding more.
     pub fn is_full(&self) -> bool {
-        self.in_seq.len() >= self.cap || self.out_seq.len() >= self.cap || self.beh_seq.len() >= self.cap
+        [self.in_seq.len(), self.out_seq.len(), self.beh_seq.len(), self.events.len()].iter().any(|&n| n >= self.cap)
     }
 
     fn touch(&mut self, now: Instant) {
@@ -136,6 +145,15 @@ impl RecordBatch {
         self.beh_dims = values.len();
         self.beh_values.extend_from_slice(values);
         self.beh_seq.push(seq);
+    }
+}
+
+impl RecordBatch {
+    /// One TTL event.
+    #[inline]
+    pub fn push_event(&mut self, ev: RigEvent, now: Instant) {
+        self.touch(now);
+        self.events.push(ev);
     }
 }
 
@@ -177,6 +195,7 @@ struct SessionFile {
     beh_dims: usize,
     first_recv_ns: Option<u64>,
     timestamps: Vec<f64>,
+    has_events: bool,
 }
 
 impl SessionFile {
@@ -207,6 +226,7 @@ impl SessionFile {
             beh_dims: 0,
             first_recv_ns: None,
             timestamps: Vec::new(),
+            has_events: false,
         })
     }
 
@@ -244,7 +264,27 @@ impl SessionFile {
                 self.behavior.insert(s, b.beh_values[i * b.beh_dims..(i + 1) * b.beh_dims].to_vec());
             }
         }
+        if !b.events.is_empty() {
+            self.write_events(&b.events)?;
+        }
         self.w.flush()
+    }
+
+    /// TTL events: `/event_seq` (bin), `/event_sample_num`, `/event_line`, `/event_state`.
+    fn write_events(&mut self, events: &[RigEvent]) -> Result<(), RecordingError> {
+        if !self.has_events {
+            self.has_events = true;
+            self.w.add_u64("event_seq")?;
+            self.w.add_u64("event_sample_num")?;
+            self.w.add_u8("event_line")?;
+            self.w.add_u8("event_state")?;
+        }
+        let col = |f: fn(&RigEvent) -> u64| events.iter().map(f).collect::<Vec<u64>>();
+        self.w.append_u64("event_seq", &col(|e| e.seq))?;
+        self.w.append_u64("event_sample_num", &col(|e| e.sample_num))?;
+        self.w.append_u8("event_line", &events.iter().map(|e| e.line).collect::<Vec<u8>>())?;
+        self.w.append_u8("event_state", &events.iter().map(|e| e.state).collect::<Vec<u8>>())?;
+        Ok(())
     }
 
     /// Writes the aligned behaviour datasets and closes the file.
@@ -375,10 +415,7 @@ impl Recorder {
         if self.current.is_none() {
             // After a failed open, retry at most every few seconds (no log storm).
             if self.failed_open_at.map(|t| t.elapsed().as_secs() < 5).unwrap_or(false) {
-                LoopCounters::add(
-                    &self.counters.record_lost,
-                    (b.in_seq.len() + b.out_seq.len() + b.beh_seq.len()) as u64,
-                );
+                LoopCounters::add(&self.counters.record_lost, b.items() as u64);
                 return;
             }
             let path = self.next_path();
@@ -391,10 +428,7 @@ impl Recorder {
                 Err(e) => {
                     self.failed_open_at = Some(Instant::now());
                     error!(path = %path.display(), error = %e, lost_bins = b.in_seq.len(), "Cannot open a session file; these bins are lost.");
-                    LoopCounters::add(
-                        &self.counters.record_lost,
-                        (b.in_seq.len() + b.out_seq.len() + b.beh_seq.len()) as u64,
-                    );
+                    LoopCounters::add(&self.counters.record_lost, b.items() as u64);
                     return;
                 }
             }
@@ -402,10 +436,7 @@ impl Recorder {
         if let Some(f) = self.current.as_mut() {
             if let Err(e) = f.write(b) {
                 error!(path = %f.w.path().display(), error = %e, lost_bins = b.in_seq.len(), "Writing the session file failed; starting a new file.");
-                LoopCounters::add(
-                    &self.counters.record_lost,
-                    (b.in_seq.len() + b.out_seq.len() + b.beh_seq.len()) as u64,
-                );
+                LoopCounters::add(&self.counters.record_lost, b.items() as u64);
                 self.close_current();
             }
         }

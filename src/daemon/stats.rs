@@ -6,7 +6,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::time::{Duration, Instant};
+
 use hdrhistogram::Histogram;
+use tracing::{error, info};
 
 use crate::wire::DropReason;
 
@@ -23,6 +26,8 @@ pub struct LoopCounters {
     pub resets: AtomicU64,
     /// Behaviour bins received.
     pub behavior_in: AtomicU64,
+    /// TTL events received from the rig.
+    pub events_in: AtomicU64,
     /// Items the recorder could not take (queue full) — data loss.
     pub record_lost: AtomicU64,
     /// Models swapped in.
@@ -41,6 +46,7 @@ pub struct CounterSnapshot {
     pub imputed: u64,
     pub resets: u64,
     pub behavior_in: u64,
+    pub events_in: u64,
     pub record_lost: u64,
     pub swaps: u64,
     pub swaps_refused: u64,
@@ -80,6 +86,7 @@ impl LoopCounters {
             imputed: g(&self.imputed),
             resets: g(&self.resets),
             behavior_in: g(&self.behavior_in),
+            events_in: g(&self.events_in),
             record_lost: g(&self.record_lost),
             swaps: g(&self.swaps),
             swaps_refused: g(&self.swaps_refused),
@@ -116,6 +123,108 @@ impl LatencySummary {
             p999_us: h.value_at_quantile(0.999) as f64 / 1e3,
             max_us: h.max() as f64 / 1e3,
         }
+    }
+}
+
+/// The loop's latency histograms, prediction-error sums and the periodic
+/// `Decode stats.` line. Recording is allocation-free; only the line
+/// (every `stats.interval_s`) formats strings.
+pub struct StatsClock {
+    interval: Duration,
+    window: Histogram<u64>,
+    total: Histogram<u64>,
+    next: Instant,
+    last: Instant,
+    last_snapshot: CounterSnapshot,
+    pred_err_sq: f64,
+    pred_err_n: u64,
+}
+
+impl StatsClock {
+    pub fn new(interval: Duration, counters: &LoopCounters) -> Self {
+        let now = Instant::now();
+        Self {
+            interval,
+            window: latency_histogram(),
+            total: latency_histogram(),
+            next: now + interval,
+            last: now,
+            last_snapshot: counters.snapshot(),
+            pred_err_sq: 0.0,
+            pred_err_n: 0,
+        }
+    }
+
+    /// One receive → publish latency.
+    #[inline]
+    pub fn latency(&mut self, ns: u64) {
+        self.window.saturating_record(ns.max(1));
+        self.total.saturating_record(ns.max(1));
+    }
+
+    /// One per-bin prediction error (ignored when not tracked: NaN).
+    #[inline]
+    pub fn prediction_error(&mut self, e: f32) {
+        if e.is_finite() {
+            self.pred_err_sq += (e as f64) * (e as f64);
+            self.pred_err_n += 1;
+        }
+    }
+
+    /// The histogram of the whole run.
+    pub fn total(&self) -> &Histogram<u64> {
+        &self.total
+    }
+
+    /// Logs the stats line if its time has come (or `force`).
+    pub fn maybe_log(&mut self, now: Instant, counters: &LoopCounters, model_id: &str, force: bool) {
+        if now < self.next && !force {
+            return;
+        }
+        let snap = counters.snapshot();
+        let prev = std::mem::replace(&mut self.last_snapshot, snap.clone());
+        let secs = now.duration_since(self.last).as_secs_f64().max(1e-9);
+        self.last = now;
+        self.next = now + self.interval;
+        let lat = LatencySummary::of(&self.window);
+        self.window.reset();
+        let rms = if self.pred_err_n > 0 { (self.pred_err_sq / self.pred_err_n as f64).sqrt() } else { f64::NAN };
+        self.pred_err_sq = 0.0;
+        self.pred_err_n = 0;
+        log_window(&snap, &prev, secs, &lat, rms, model_id);
+    }
+}
+
+fn log_window(snap: &CounterSnapshot, prev: &CounterSnapshot, secs: f64, lat: &LatencySummary, rms: f64, model: &str) {
+    let bins = snap.bins_in - prev.bins_in;
+    let dropped = snap.dropped_total() - prev.dropped_total();
+    let lost = snap.record_lost - prev.record_lost;
+    if bins == 0 && dropped == 0 && lost == 0 && snap.behavior_in == prev.behavior_in {
+        return;
+    }
+    let reasons: Vec<String> = snap
+        .drops
+        .iter()
+        .zip(&prev.drops)
+        .filter(|(a, b)| a.1 > b.1)
+        .map(|(a, b)| format!("{}={}", a.0, a.1 - b.1))
+        .collect();
+    info!(
+        bins_per_s = format!("{:.0}", bins as f64 / secs),
+        p50_us = format!("{:.1}", lat.p50_us),
+        p99_us = format!("{:.1}", lat.p99_us),
+        max_us = format!("{:.1}", lat.max_us),
+        imputed = snap.imputed - prev.imputed,
+        resets = snap.resets - prev.resets,
+        dropped,
+        drop_reasons = reasons.join(","),
+        behavior_bins = snap.behavior_in - prev.behavior_in,
+        prediction_error_rms = if rms.is_finite() { format!("{rms:.3}") } else { "-".into() },
+        model = %model,
+        "Decode stats."
+    );
+    if lost > 0 {
+        error!(lost, total_lost = snap.record_lost, "Recorder fell behind: items were not recorded.");
     }
 }
 

@@ -193,11 +193,32 @@ pub enum DropReason {
     /// Anything else inconsistent: zero samples or channels, trailing bytes,
     /// size overflow, wrong number of message parts.
     Malformed,
+    // Reasons of other sources (Open Ephys, ...), counted in the same table.
+    /// A header that is not UTF-8 JSON of the expected shape.
+    BadJson,
+    /// A header without a field its message kind needs.
+    MissingField,
+    /// A payload whose length differs from what the header announces.
+    SizeMismatch,
+    /// A payload that is not a whole number of values.
+    BadPayload,
+    /// A channel number outside the stream.
+    ChannelOutOfRange,
+    /// The stream's sample rate changed (the stream is restarted).
+    RateChanged,
+    /// A block with no samples.
+    EmptyBlock,
+    /// A block before what its channel already delivered.
+    OutOfOrder,
+    /// An envelope this source does not know.
+    UnknownEnvelope,
+    /// A channel fell behind the others for longer than allowed; its bin was imputed.
+    StalledChannel,
 }
 
 impl DropReason {
     /// Every reason, in [`DropReason::index`] order.
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 20] = [
         DropReason::BadMagic,
         DropReason::BadVersion,
         DropReason::BadDtype,
@@ -208,6 +229,16 @@ impl DropReason {
         DropReason::BadTopic,
         DropReason::Duplicate,
         DropReason::Malformed,
+        DropReason::BadJson,
+        DropReason::MissingField,
+        DropReason::SizeMismatch,
+        DropReason::BadPayload,
+        DropReason::ChannelOutOfRange,
+        DropReason::RateChanged,
+        DropReason::EmptyBlock,
+        DropReason::OutOfOrder,
+        DropReason::UnknownEnvelope,
+        DropReason::StalledChannel,
     ];
 
     /// Stable snake_case name for metrics and logs.
@@ -223,23 +254,22 @@ impl DropReason {
             DropReason::BadTopic => "bad_topic",
             DropReason::Duplicate => "duplicate",
             DropReason::Malformed => "malformed",
+            DropReason::BadJson => "bad_json",
+            DropReason::MissingField => "missing_field",
+            DropReason::SizeMismatch => "size_mismatch",
+            DropReason::BadPayload => "bad_payload",
+            DropReason::ChannelOutOfRange => "channel_out_of_range",
+            DropReason::RateChanged => "rate_changed",
+            DropReason::EmptyBlock => "empty_block",
+            DropReason::OutOfOrder => "out_of_order",
+            DropReason::UnknownEnvelope => "unknown_envelope",
+            DropReason::StalledChannel => "stalled_channel",
         }
     }
 
-    /// Position in [`DropReason::ALL`], for a `[u64; 10]` counter array.
+    /// Position in [`DropReason::ALL`] (declaration order), for the counter array.
     pub fn index(&self) -> usize {
-        match self {
-            DropReason::BadMagic => 0,
-            DropReason::BadVersion => 1,
-            DropReason::BadDtype => 2,
-            DropReason::Truncated => 3,
-            DropReason::WrongChannels => 4,
-            DropReason::NonFinite => 5,
-            DropReason::TooLarge => 6,
-            DropReason::BadTopic => 7,
-            DropReason::Duplicate => 8,
-            DropReason::Malformed => 9,
-        }
+        *self as usize
     }
 }
 

@@ -26,7 +26,7 @@ pub fn demo(bins: usize) -> (ModelFile, Recording) {
 
 pub fn config(record_dir: &Path) -> ServeConfig {
     let mut c = ServeConfig::default();
-    c.ingest.endpoint = "tcp://127.0.0.1:*".into();
+    c.ingest.protocol_v1.endpoint = "tcp://127.0.0.1:*".into();
     c.publish.endpoint = "tcp://127.0.0.1:*".into();
     c.control.endpoint = "tcp://127.0.0.1:*".into();
     c.record.dir = record_dir.to_path_buf();

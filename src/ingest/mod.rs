@@ -1,0 +1,218 @@
+//! Input sources: where timesteps come from. The decode loop knows only the
+//! two traits here; each transport (protocol v1 over ZeroMQ, the Open Ephys
+//! ZMQ Interface, ...) is one [`Source`] in its own module, with its own
+//! config section.
+//!
+//! A source turns whatever its transport carries into timesteps
+//! `(seq, t_ns, values)` (and behaviour bins when it has them) and hands them
+//! to a [`Sink`] — the decode engine — which owns every sequence rule (gap
+//! imputation, duplicates, restarts) once for all sources. A source only says
+//! which bin index a timestep has, and when its stream restarted.
+//!
+//! Invariants: [`Source::poll`] never waits longer than its timeout (the loop
+//! needs to wake for housekeeping), never allocates per timestep, and counts
+//! every input it rejects under a [`DropReason`] through the sink; sources
+//! run on the decode thread, so anything that must block (heartbeats) lives
+//! on a thread of the source's own.
+
+pub mod openephys;
+pub mod protocol_v1;
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::wire::DropReason;
+
+/// Largest behaviour width a source may deliver (and a record batch holds).
+pub const BEHAVIOR_MAX_DIMS: usize = 64;
+
+pub use openephys::OpenEphysSection;
+pub use protocol_v1::ProtocolV1Section;
+
+/// The decode engine as a source sees it.
+pub trait Sink {
+    /// Channels every timestep must have (the model's input width).
+    fn channels(&self) -> usize;
+    /// One observed timestep; `values.len() == channels()`.
+    fn timestep(&mut self, seq: u64, t_ns: u64, values: &[f32], recv_at: Instant);
+    /// A timestep the source knows it cannot deliver (decoded as imputed).
+    fn missing(&mut self, seq: u64, t_ns: u64, recv_at: Instant);
+    /// One true-behaviour bin for `seq` (recorded, never decoded).
+    fn behavior(&mut self, seq: u64, values: &[f32], recv_at: Instant);
+    /// The rig restarted: the next timestep begins a new stream, whatever its seq.
+    fn restart(&mut self);
+    /// A digital (TTL) event from the rig, recorded with the bin it fell in.
+    fn event(&mut self, ev: RigEvent);
+    /// Counts one rejected input.
+    fn drop_one(&mut self, reason: DropReason);
+}
+
+/// A TTL line change reported by the acquisition system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RigEvent {
+    /// Bin index (seq) the event's sample falls in.
+    pub seq: u64,
+    /// Acquisition sample number of the event.
+    pub sample_num: u64,
+    /// TTL line.
+    pub line: u8,
+    /// New state (0 or 1).
+    pub state: u8,
+}
+
+/// A transport delivering timesteps to the engine.
+pub trait Source: Send {
+    /// Waits at most `timeout` for input and delivers what arrived (at least
+    /// one message's worth when it returns `Ok(true)`).
+    fn poll(&mut self, timeout: Duration, sink: &mut dyn Sink) -> Result<bool, SourceError>;
+    /// Delivers whatever is already queued without waiting (used at shutdown).
+    fn drain(&mut self, sink: &mut dyn Sink) {
+        while let Ok(true) = self.poll(Duration::ZERO, sink) {}
+    }
+    /// Housekeeping between messages (stalled-channel checks, heartbeats).
+    fn tick(&mut self, _now: Instant, _sink: &mut dyn Sink) {}
+    /// Where the source reads from, for logs and status.
+    fn endpoint(&self) -> &str;
+}
+
+/// A source that could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Socket(#[from] crate::transport::SocketError),
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot start the source's thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// Opens the configured source (sockets bound or connected, threads started).
+pub fn open(
+    cfg: &IngestSection,
+    frontend: &crate::frontend::FrontendConfig,
+    ctx: &zmq::Context,
+    channels: usize,
+    bin_seconds: f64,
+) -> Result<Box<dyn Source>, IngestError> {
+    match cfg.kind() {
+        Some(IngestKind::ProtocolV1) => {
+            Ok(Box::new(protocol_v1::ProtocolV1Source::open(&cfg.protocol_v1, ctx, channels)?))
+        }
+        Some(IngestKind::OpenEphys) => {
+            Ok(Box::new(openephys::OpenEphysSource::open(&cfg.openephys, frontend, ctx, channels, bin_seconds)?))
+        }
+        None => Err(IngestError::Config(cfg.problems().join("; "))),
+    }
+}
+
+/// A source that cannot continue.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("ingest socket {endpoint} failed: {source}")]
+    Socket { endpoint: String, source: zmq::Error },
+}
+
+/// The source kinds this build knows, as written in `ingest.kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IngestKind {
+    ProtocolV1,
+    OpenEphys,
+}
+
+impl IngestKind {
+    /// Every accepted `ingest.kind` value.
+    pub const NAMES: [&'static str; 2] = ["protocol-v1", "openephys"];
+
+    /// Parses a config value.
+    pub fn from_name(s: &str) -> Option<Self> {
+        match s {
+            "protocol-v1" => Some(Self::ProtocolV1),
+            "openephys" => Some(Self::OpenEphys),
+            _ => None,
+        }
+    }
+}
+
+/// `[ingest]`: which source, the rules common to all, a section per kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestSection {
+    /// `protocol-v1` (default) or `openephys`.
+    pub kind: String,
+    /// Largest seq gap that is imputed; larger gaps reset the state.
+    pub max_gap_bins: u64,
+    /// Protocol v1 frames over a ZeroMQ SUB socket.
+    pub protocol_v1: ProtocolV1Section,
+    /// The Open Ephys GUI's ZMQ Interface plugin.
+    pub openephys: OpenEphysSection,
+}
+
+impl Default for IngestSection {
+    fn default() -> Self {
+        Self {
+            kind: "protocol-v1".into(),
+            max_gap_bins: 50,
+            protocol_v1: ProtocolV1Section::default(),
+            openephys: OpenEphysSection::default(),
+        }
+    }
+}
+
+impl IngestSection {
+    /// The configured kind (validated by [`Self::problems`]).
+    pub fn kind(&self) -> Option<IngestKind> {
+        IngestKind::from_name(&self.kind)
+    }
+
+    /// The address the configured source reads from.
+    pub fn endpoint(&self) -> &str {
+        match self.kind() {
+            Some(IngestKind::OpenEphys) => &self.openephys.endpoint,
+            _ => &self.protocol_v1.endpoint,
+        }
+    }
+
+    /// Points the configured source at another address (`--ingest`).
+    pub fn set_endpoint(&mut self, ep: &str) {
+        match self.kind() {
+            Some(IngestKind::OpenEphys) => self.openephys.endpoint = ep.to_string(),
+            _ => self.protocol_v1.endpoint = ep.to_string(),
+        }
+    }
+
+    /// ZeroMQ endpoints the source binds or connects to (for clash checks).
+    pub fn endpoints(&self) -> Vec<String> {
+        match self.kind() {
+            Some(IngestKind::OpenEphys) => {
+                let mut v = vec![self.openephys.endpoint.clone()];
+                v.extend(self.openephys.heartbeat_endpoint());
+                v
+            }
+            _ => vec![self.protocol_v1.endpoint.clone()],
+        }
+    }
+
+    /// Every problem, each with its dotted field path.
+    pub fn problems(&self) -> Vec<String> {
+        match self.kind() {
+            None => vec![format!(
+                "ingest.kind: {:?} is not a source kind; expected one of {}",
+                self.kind,
+                IngestKind::NAMES.join(", ")
+            )],
+            Some(IngestKind::ProtocolV1) => self.protocol_v1.problems("ingest.protocol_v1."),
+            Some(IngestKind::OpenEphys) => self.openephys.problems("ingest.openephys."),
+        }
+    }
+}
+
+/// Checks that `ep` looks like a ZeroMQ endpoint.
+pub fn check_endpoint(errs: &mut Vec<String>, field: &str, ep: &str) {
+    let ok = ["tcp://", "ipc://", "inproc://"].iter().any(|p| ep.starts_with(p) && ep.len() > p.len());
+    if !ok {
+        errs.push(format!(
+            "{field}: {ep:?} is not a ZeroMQ endpoint; expected tcp://HOST:PORT, ipc://PATH or inproc://NAME"
+        ));
+    }
+}

@@ -1,0 +1,222 @@
+//! Protocol v1 over ZeroMQ (docs/PROTOCOL.md): a SUB socket receiving
+//! two-part messages `[topic, frame]`; `spikes` frames become timesteps,
+//! `behavior` frames behaviour bins.
+//!
+//! Per message: one blocking receive with the loop's timeout, the frame is
+//! parsed in place (no copy beyond libzmq's own message buffer) and each of
+//! its samples converted into a preallocated f32 row. Malformed multipart
+//! messages, bad frames, wrong channel counts and unknown topics are counted
+//! by reason and skipped.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::{check_endpoint, Sink, Source, SourceError, BEHAVIOR_MAX_DIMS};
+use crate::transport::{open_socket, SocketError};
+use crate::wire::{DropReason, Frame};
+
+/// `[ingest.protocol_v1]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProtocolV1Section {
+    /// ZeroMQ endpoint, e.g. `tcp://127.0.0.1:5555`.
+    pub endpoint: String,
+    /// Bind (rigs connect to us) or connect (we connect to the rig's PUB).
+    pub bind: bool,
+    /// Subscription prefix; empty = every topic.
+    pub subscribe: String,
+    /// Topic of observation frames.
+    pub spikes_topic: String,
+    /// Topic of true-behaviour frames (recorded, never decoded).
+    pub behavior_topic: String,
+    /// Messages larger than this are dropped (bytes).
+    pub max_message_bytes: usize,
+    /// Receive high-water mark (messages queued in the socket).
+    pub receive_hwm_messages: i32,
+}
+
+impl Default for ProtocolV1Section {
+    fn default() -> Self {
+        Self {
+            endpoint: "tcp://127.0.0.1:5555".into(),
+            bind: true,
+            subscribe: String::new(),
+            spikes_topic: "spikes".into(),
+            behavior_topic: "behavior".into(),
+            max_message_bytes: 1 << 20,
+            receive_hwm_messages: 100_000,
+        }
+    }
+}
+
+impl ProtocolV1Section {
+    /// Every problem, each with its dotted field path (`prefix` + field).
+    pub fn problems(&self, prefix: &str) -> Vec<String> {
+        let mut e = Vec::new();
+        check_endpoint(&mut e, &format!("{prefix}endpoint"), &self.endpoint);
+        if self.spikes_topic.is_empty() {
+            e.push(format!("{prefix}spikes_topic: must not be empty"));
+        }
+        if self.spikes_topic == self.behavior_topic {
+            e.push(format!(
+                "{prefix}behavior_topic: {:?} equals {prefix}spikes_topic; expected a different topic",
+                self.behavior_topic
+            ));
+        }
+        for (name, topic) in [("spikes_topic", &self.spikes_topic), ("behavior_topic", &self.behavior_topic)] {
+            if !topic.is_empty() && !topic.starts_with(self.subscribe.as_str()) {
+                e.push(format!(
+                    "{prefix}subscribe: {:?} does not match {prefix}{name} {topic:?}; expected a prefix of both topics (or \"\")",
+                    self.subscribe
+                ));
+            }
+        }
+        if self.max_message_bytes < crate::wire::HEADER_LEN + 4 {
+            e.push(format!(
+                "{prefix}max_message_bytes: {} is smaller than one frame; expected >= {}",
+                self.max_message_bytes,
+                crate::wire::HEADER_LEN + 4
+            ));
+        }
+        if self.receive_hwm_messages < 0 {
+            e.push(format!("{prefix}receive_hwm_messages: {} must be >= 0", self.receive_hwm_messages));
+        }
+        e
+    }
+}
+
+/// The protocol-v1 source.
+pub struct ProtocolV1Source {
+    sub: zmq::Socket,
+    endpoint: String,
+    spikes_topic: Vec<u8>,
+    behavior_topic: Vec<u8>,
+    max_message_bytes: usize,
+    topic_msg: zmq::Message,
+    body_msg: zmq::Message,
+    extra_msg: zmq::Message,
+    row: Vec<f32>,
+    behavior_dims: Option<usize>,
+    /// The receive timeout currently set on the socket (ms), to set it only on change.
+    timeout_ms: i32,
+}
+
+impl ProtocolV1Source {
+    /// Binds or connects the SUB socket (errors name the endpoint).
+    pub fn open(cfg: &ProtocolV1Section, ctx: &zmq::Context, channels: usize) -> Result<Self, SocketError> {
+        let (sub, endpoint) = open_socket(ctx, zmq::SUB, &cfg.endpoint, cfg.bind, |s| {
+            s.set_rcvhwm(cfg.receive_hwm_messages)?;
+            s.set_subscribe(cfg.subscribe.as_bytes())
+        })?;
+        Ok(Self {
+            sub,
+            endpoint,
+            spikes_topic: cfg.spikes_topic.as_bytes().to_vec(),
+            behavior_topic: cfg.behavior_topic.as_bytes().to_vec(),
+            max_message_bytes: cfg.max_message_bytes,
+            topic_msg: zmq::Message::new(),
+            body_msg: zmq::Message::new(),
+            extra_msg: zmq::Message::new(),
+            row: vec![0.0; channels.max(BEHAVIOR_MAX_DIMS)],
+            behavior_dims: None,
+            timeout_ms: -1,
+        })
+    }
+
+    /// Reads the rest of a multipart message; false (counted) if it is not `[topic, body]`.
+    fn receive_body(&mut self, sink: &mut dyn Sink) -> bool {
+        if !self.topic_msg.get_more() || self.sub.recv(&mut self.body_msg, 0).is_err() {
+            sink.drop_one(DropReason::Malformed);
+            return false;
+        }
+        if self.body_msg.get_more() {
+            while self.sub.recv(&mut self.extra_msg, 0).is_ok() && self.extra_msg.get_more() {}
+            sink.drop_one(DropReason::Malformed);
+            return false;
+        }
+        true
+    }
+
+    fn on_message(&mut self, sink: &mut dyn Sink, recv_at: Instant) {
+        if !self.receive_body(sink) {
+            return;
+        }
+        let topic: &[u8] = &self.topic_msg;
+        if topic == self.spikes_topic.as_slice() {
+            self.on_spikes(sink, recv_at);
+        } else if topic == self.behavior_topic.as_slice() {
+            self.on_behavior(sink, recv_at);
+        } else {
+            sink.drop_one(DropReason::BadTopic);
+        }
+    }
+
+    fn on_spikes(&mut self, sink: &mut dyn Sink, recv_at: Instant) {
+        let frame = match Frame::parse(&self.body_msg, self.max_message_bytes) {
+            Ok(f) => f,
+            Err(e) => return sink.drop_one(e.reason()),
+        };
+        let c = sink.channels();
+        if frame.header.channels as usize != c {
+            return sink.drop_one(DropReason::WrongChannels);
+        }
+        for i in 0..frame.header.samples as usize {
+            let seq = frame.header.seq.wrapping_add(i as u64);
+            if frame.sample(i, &mut self.row[..c]).is_err() {
+                sink.drop_one(DropReason::Malformed);
+                continue;
+            }
+            sink.timestep(seq, frame.header.t_ns, &self.row[..c], recv_at);
+        }
+    }
+
+    fn on_behavior(&mut self, sink: &mut dyn Sink, recv_at: Instant) {
+        let frame = match Frame::parse(&self.body_msg, self.max_message_bytes) {
+            Ok(f) => f,
+            Err(e) => return sink.drop_one(e.reason()),
+        };
+        let d = frame.header.channels as usize;
+        let expected = *self.behavior_dims.get_or_insert(if (1..=BEHAVIOR_MAX_DIMS).contains(&d) { d } else { 0 });
+        if d != expected || d == 0 {
+            return sink.drop_one(DropReason::WrongChannels);
+        }
+        for i in 0..frame.header.samples as usize {
+            let row = &mut self.row[..d];
+            if frame.sample(i, row).is_err() || row.iter().any(|v| !v.is_finite()) {
+                sink.drop_one(DropReason::NonFinite);
+                continue;
+            }
+            sink.behavior(frame.header.seq.wrapping_add(i as u64), row, recv_at);
+        }
+    }
+}
+
+impl Source for ProtocolV1Source {
+    fn poll(&mut self, timeout: Duration, sink: &mut dyn Sink) -> Result<bool, SourceError> {
+        let flags = if timeout.is_zero() { zmq::DONTWAIT } else { 0 };
+        let ms = timeout.as_millis().clamp(1, i32::MAX as u128) as i32;
+        if !timeout.is_zero() && ms != self.timeout_ms {
+            self.sub.set_rcvtimeo(ms).map_err(|source| self.error(source))?;
+            self.timeout_ms = ms;
+        }
+        match self.sub.recv(&mut self.topic_msg, flags) {
+            Ok(()) => {
+                self.on_message(sink, Instant::now());
+                Ok(true)
+            }
+            Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => Ok(false),
+            Err(source) => Err(self.error(source)),
+        }
+    }
+
+    fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+}
+
+impl ProtocolV1Source {
+    fn error(&self, source: zmq::Error) -> SourceError {
+        SourceError::Socket { endpoint: self.endpoint.clone(), source }
+    }
+}

@@ -1,0 +1,87 @@
+//! Output sinks: where decoded timesteps go. Protocol v1 over a ZeroMQ PUB
+//! socket is the publisher every daemon has; further sinks (other
+//! transports) sit beside it and are fed by the same engine.
+//!
+//! Invariant: [`ZmqPublisher::send`] never blocks and never allocates (the
+//! encode buffer is reused); at its high-water mark PUB drops, which a
+//! subscriber sees as a seq gap.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ingest::check_endpoint;
+use crate::transport::{open_socket, SocketError};
+use crate::wire::{encode_f32, HEADER_LEN};
+
+/// `[publish]`: the ZeroMQ PUB socket for decoded behaviour.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PublishSection {
+    /// ZeroMQ endpoint, e.g. `tcp://127.0.0.1:5556`.
+    pub endpoint: String,
+    /// Bind (clients connect to us) or connect.
+    pub bind: bool,
+    /// Topic of decoded frames.
+    pub topic: String,
+    /// Send high-water mark (messages); PUB drops beyond it.
+    pub send_hwm_messages: i32,
+}
+
+impl Default for PublishSection {
+    fn default() -> Self {
+        Self {
+            endpoint: "tcp://127.0.0.1:5556".into(),
+            bind: true,
+            topic: "decoded".into(),
+            send_hwm_messages: 100_000,
+        }
+    }
+}
+
+impl PublishSection {
+    /// Every problem, each with its dotted field path.
+    pub fn problems(&self) -> Vec<String> {
+        let mut e = Vec::new();
+        check_endpoint(&mut e, "publish.endpoint", &self.endpoint);
+        if self.topic.is_empty() {
+            e.push("publish.topic: must not be empty".into());
+        }
+        if self.send_hwm_messages < 0 {
+            e.push(format!("publish.send_hwm_messages: {} must be >= 0", self.send_hwm_messages));
+        }
+        e
+    }
+}
+
+/// Protocol-v1 frames on a PUB socket.
+pub struct ZmqPublisher {
+    sock: zmq::Socket,
+    topic: Vec<u8>,
+    enc: Vec<u8>,
+    endpoint: String,
+}
+
+impl ZmqPublisher {
+    /// Binds or connects the PUB socket for outputs of `out_dim` values.
+    pub fn open(cfg: &PublishSection, ctx: &zmq::Context, out_dim: usize) -> Result<Self, SocketError> {
+        let (sock, endpoint) =
+            open_socket(ctx, zmq::PUB, &cfg.endpoint, cfg.bind, |s| s.set_sndhwm(cfg.send_hwm_messages))?;
+        Ok(Self {
+            sock,
+            topic: cfg.topic.as_bytes().to_vec(),
+            enc: Vec::with_capacity(HEADER_LEN + 4 * out_dim + 64),
+            endpoint,
+        })
+    }
+
+    /// The endpoint actually bound or connected.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Publishes one output; false if the socket refused it.
+    #[inline]
+    pub fn send(&mut self, seq: u64, t_ns: u64, flags: u16, values: &[f32]) -> bool {
+        encode_f32(&mut self.enc, seq, t_ns, flags, values.len() as u32, values);
+        self.sock.send(&self.topic[..], zmq::SNDMORE).is_ok() && self.sock.send(&self.enc[..], 0).is_ok()
+    }
+}
