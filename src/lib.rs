@@ -5,6 +5,7 @@
 //! - [`recording`]: HDF5 sessions; [`simulate`]: synthetic sessions.
 //! - [`wire`]: protocol v1 frames; [`daemon`]: the streaming daemon;
 //!   [`replay`]: publishing recordings as a rig would.
+//! - [`frontend`]: raw voltage to threshold-crossing counts per bin.
 //! - [`metrics`], [`baselines`]: scoring and the standard decoders it is compared with.
 //! - [`cli`], [`commands`]: the command line.
 //! - [`matrix`], [`rng`]: small shared utilities.
@@ -19,6 +20,7 @@ pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod daemon;
+pub mod frontend;
 pub(crate) mod linalg;
 pub mod matrix;
 pub mod metrics;
