@@ -141,6 +141,7 @@ fn offline_command_detects_injected_spikes_and_matches_streaming() {
     // 4 s of 20 ms bins; the first 1 s is the calibration window (bins 0..=49).
     assert_eq!(seq, (50..200).collect::<Vec<u64>>());
     let (recall, false_frac) = score(&rec, &seq, &truth, 600);
+    println!("recall {:.2}%, extra counts {:.2}%", 100.0 * recall, 100.0 * false_frac);
     assert!(recall >= 0.95, "detected {:.1}% of injected spikes", 100.0 * recall);
     assert!(false_frac < 0.05, "{:.1}% of counts match no injected spike", 100.0 * false_frac);
     // Bit-identical to the streaming front end fed 1000-sample blocks.

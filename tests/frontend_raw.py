@@ -6,7 +6,7 @@ Usage: python3 frontend_raw.py OUT.h5 TRUTH.txt
 OUT.h5: `/voltage` [T, C] float32 µV (Gaussian noise σ = 10 µV plus a DC
 offset per channel), root attribute `sample_rate` = 30000. TRUTH.txt: one
 line `channel sample` per injected spike (the sample where it starts). Spikes
-are ~1 ms biphasic waveforms with a 100 µV negative peak, at least 3 ms
+are ~1 ms biphasic waveforms with a 100 µV negative trough, at least 3 ms
 apart on a channel, and never within 40 samples of a 20 ms bin edge.
 """
 import sys
@@ -21,8 +21,15 @@ BIN = 600  # 20 ms
 
 
 def waveform():
+    """Trough ~0.17 ms wide at half depth, then a small slow repolarisation lobe.
+
+    A larger or slower positive lobe makes the causal band-pass undershoot
+    again ~1.2 ms after the trough, past the 1 ms refractory period, and noise
+    then adds second crossings (16 % extra counts with a 35 µV, 0.25 ms lobe
+    on a 0.12 ms trough).
+    """
     t = np.arange(36) / FS * 1e3  # ms
-    return -100.0 * np.exp(-(((t - 0.25) / 0.12) ** 2)) + 35.0 * np.exp(-(((t - 0.65) / 0.25) ** 2))
+    return -100.0 * np.exp(-(((t - 0.25) / 0.1) ** 2)) + 15.0 * np.exp(-(((t - 0.7) / 0.25) ** 2))
 
 
 def main(out, truth_path):

@@ -10,7 +10,7 @@ const RATE: f64 = 30_000.0;
 
 /// `channels` of white noise (σ µV) with negative spikes added at `spikes`
 /// sample indices on every third channel, a DC offset per channel, and a
-/// few NaNs; channel-major `[c * t + i]`.
+/// NaN and an inf; channel-major `[c * t + i]`.
 fn signal(channels: usize, t: usize, sigma: f64, seed: u64) -> Vec<f32> {
     let mut rng = Rng::new(seed);
     let mut x = vec![0f32; channels * t];
@@ -24,8 +24,8 @@ fn signal(channels: usize, t: usize, sigma: f64, seed: u64) -> Vec<f32> {
             x[c * t + i] = v as f32;
         }
     }
-    x[3 * t + 17] = f32::NAN;
-    x[5 * t + t / 2] = f32::INFINITY;
+    x[17] = f32::NAN;
+    x[(channels - 1) * t + t / 2] = f32::INFINITY;
     x
 }
 
@@ -177,7 +177,7 @@ fn a_forward_hole_drops_the_partial_bins_around_it() {
     let mut fe = FrontEnd::new(&fixed(channels), channels, RATE, 0.01).unwrap();
     let mut ks = Vec::new();
     let block = |a: usize, b: usize| -> Vec<f32> { (0..channels).flat_map(|c| x[c * 3000 + a..c * 3000 + b].to_vec()).collect() };
-    let mut feed = |fe: &mut FrontEnd, first: u64, a: usize, b: usize, ks: &mut Vec<u64>| {
+    let feed = |fe: &mut FrontEnd, first: u64, a: usize, b: usize, ks: &mut Vec<u64>| {
         fe.process(first, &block(a, b), b - a, &mut |k, c| {
             assert_eq!(c.len(), channels);
             ks.push(k)
