@@ -115,7 +115,8 @@ fn in_process(raw: &Path, cfg: &FrontendConfig, bin_seconds: f64) -> (Vec<u64>, 
     let (mut seq, mut counts) = (Vec::new(), Vec::new());
     for start in (0..t).step_by(1000) {
         let n = 1000.min(t - start);
-        let block: Vec<f32> = (0..c).flat_map(|ch| (start..start + n).map(move |i| (ch, i))).map(|(ch, i)| v[[i, ch]]).collect();
+        let block: Vec<f32> =
+            (0..c).flat_map(|ch| (start..start + n).map(move |i| (ch, i))).map(|(ch, i)| v[[i, ch]]).collect();
         fe.process(start as u64, &block, n, &mut |k, row| {
             seq.push(k);
             counts.extend_from_slice(row);
@@ -131,7 +132,8 @@ fn offline_command_detects_injected_spikes_and_matches_streaming() {
     let out = dir.path().join("binned.h5");
     let config = dir.path().join("serve.toml");
     // A serve config: other sections are ignored, [frontend] is used.
-    std::fs::write(&config, "[ingest]\nendpoint = \"tcp://127.0.0.1:5555\"\n\n[frontend]\nrefractory_ms = 1.0\n").unwrap();
+    std::fs::write(&config, "[ingest]\nendpoint = \"tcp://127.0.0.1:5555\"\n\n[frontend]\nrefractory_ms = 1.0\n")
+        .unwrap();
     let o = alternator(&["frontend", "--data", s(&raw), "--out", s(&out), "--config", s(&config), "--bin-ms", "20"]);
     assert!(o.status.success(), "frontend failed: {}", String::from_utf8_lossy(&o.stderr));
     let rec = Recording::read(&out, &ReadOptions::default()).unwrap();

@@ -29,8 +29,8 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<FrontendConfig> {
     let Some(path) = path else {
         return Ok(FrontendConfig::default());
     };
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| UsageError(format!("cannot read config {}: {e}", path.display())))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| UsageError(format!("cannot read config {}: {e}", path.display())))?;
     let doc: toml::Table =
         toml::from_str(&text).map_err(|e| UsageError(format!("config {} does not parse: {e}", path.display())))?;
     match doc.get("frontend") {
@@ -119,9 +119,9 @@ fn write_out(out: &Path, rec: &Recording, seq: &[u64], fe: &FrontEnd) -> anyhow:
 /// A front-end error that comes from the settings or the stream's shape is bad usage.
 fn new_error(e: FrontendError, data: &Path) -> anyhow::Error {
     match e {
-        FrontendError::InvalidConfig { .. } | FrontendError::BadStream { .. } | FrontendError::ThresholdCount { .. } => {
-            UsageError(format!("{e} (raw recording {})", data.display())).into()
-        }
+        FrontendError::InvalidConfig { .. }
+        | FrontendError::BadStream { .. }
+        | FrontendError::ThresholdCount { .. } => UsageError(format!("{e} (raw recording {})", data.display())).into(),
         other => anyhow::Error::new(other),
     }
 }

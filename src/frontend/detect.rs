@@ -27,12 +27,7 @@ pub(crate) struct Detector {
 
 impl Detector {
     pub fn new() -> Detector {
-        Detector {
-            thr: [f32::NEG_INFINITY; LANES],
-            prev_below: [0; LANES],
-            dead: [0; LANES],
-            counts: [0.0; LANES],
-        }
+        Detector { thr: [f32::NEG_INFINITY; LANES], prev_below: [0; LANES], dead: [0; LANES], counts: [0.0; LANES] }
     }
 
     /// Forgets the previous sample and the dead time (after a reset of the

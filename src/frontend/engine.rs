@@ -152,7 +152,8 @@ impl FrontEnd {
     ) -> Result<Self, FrontendError> {
         let spb = check_stream(cfg, channels, sample_rate_hz, bin_seconds)?;
         let (source, given) = initial_thresholds(cfg, channels)?;
-        let cal_target = if given.is_some() { 0 } else { ((cfg.calibration_s * sample_rate_hz).round() as usize).max(1) };
+        let cal_target =
+            if given.is_some() { 0 } else { ((cfg.calibration_s * sample_rate_hz).round() as usize).max(1) };
         if cal_target.saturating_mul(channels) > MAX_CALIBRATION_VALUES {
             return Err(bad(
                 "frontend.calibration_s",
@@ -363,11 +364,10 @@ impl FrontEnd {
             }
         }
         let inv = 1.0 / self.channels as f64;
-        let mean: &mut [f64] = car;
-        mean.iter_mut().for_each(|v| *v *= inv);
+        car.iter_mut().for_each(|v| *v *= inv);
         for g in 0..self.groups {
             let data = &mut self.scratch[g * CHUNK * LANES..][..m * LANES];
-            for (x, &mu) in data.chunks_exact_mut(LANES).zip(mean.iter()) {
+            for (x, &mu) in data.chunks_exact_mut(LANES).zip(car.iter()) {
                 let mu = mu as f32;
                 x.iter_mut().for_each(|v| *v -= mu);
             }

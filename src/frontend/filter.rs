@@ -39,12 +39,7 @@ impl Section {
         let n = [row[0] / a0, row[1] / a0, row[2] / a0, 1.0, row[4] / a0, row[5] / a0];
         let den = n[3] + n[4] + n[5];
         let dc_gain = if den == 0.0 { 0.0 } else { (n[0] + n[1] + n[2]) / den };
-        Section {
-            b: [n[0] as f32, n[1] as f32, n[2] as f32],
-            a: [n[4] as f32, n[5] as f32],
-            dc_gain,
-            sos: n,
-        }
+        Section { b: [n[0] as f32, n[1] as f32, n[2] as f32], a: [n[4] as f32, n[5] as f32], dc_gain, sos: n }
     }
 
     /// One sample through the section; `s` is the two-value state.
@@ -60,8 +55,7 @@ impl Section {
     /// its (constant) output.
     fn steady(&self, x: f64) -> ([f32; 2], f64) {
         let y = self.dc_gain * x;
-        let [b0, b1, b2, _, a1, a2] = self.sos;
-        let _ = b0;
+        let [_, b1, b2, _, a1, a2] = self.sos;
         let s1 = b2 * x - a2 * y;
         let s0 = b1 * x - a1 * y + s1;
         ([s0 as f32, s1 as f32], y)

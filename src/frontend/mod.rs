@@ -99,7 +99,10 @@ impl FrontendConfig {
             e.push(format!("{prefix}threshold_k: {} must be a finite number > 0", self.threshold_k));
         }
         if !(self.calibration_s > 0.0 && self.calibration_s <= MAX_CALIBRATION_S) {
-            e.push(format!("{prefix}calibration_s: {} must be in (0, {MAX_CALIBRATION_S}] seconds", self.calibration_s));
+            e.push(format!(
+                "{prefix}calibration_s: {} must be in (0, {MAX_CALIBRATION_S}] seconds",
+                self.calibration_s
+            ));
         }
         if !(self.refractory_ms >= 0.0 && self.refractory_ms <= 1000.0) {
             e.push(format!("{prefix}refractory_ms: {} must be in [0, 1000] ms", self.refractory_ms));

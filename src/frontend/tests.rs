@@ -176,7 +176,9 @@ fn a_forward_hole_drops_the_partial_bins_around_it() {
     let x = signal(channels, 10 * spb, 10.0, 3);
     let mut fe = FrontEnd::new(&fixed(channels), channels, RATE, 0.01).unwrap();
     let mut ks = Vec::new();
-    let block = |a: usize, b: usize| -> Vec<f32> { (0..channels).flat_map(|c| x[c * 3000 + a..c * 3000 + b].to_vec()).collect() };
+    let block = |a: usize, b: usize| -> Vec<f32> {
+        (0..channels).flat_map(|c| x[c * 3000 + a..c * 3000 + b].to_vec()).collect()
+    };
     let feed = |fe: &mut FrontEnd, first: u64, a: usize, b: usize, ks: &mut Vec<u64>| {
         fe.process(first, &block(a, b), b - a, &mut |k, c| {
             assert_eq!(c.len(), channels);
@@ -266,8 +268,8 @@ fn stored_thresholds_load_back() {
     let path = dir.path().join("fe.h5");
     let channels = 5;
     let x = signal(channels, 3000, 10.0, 1);
-    let mut fe = FrontEnd::new(&FrontendConfig { calibration_s: 0.05, ..Default::default() }, channels, RATE, 0.01)
-        .unwrap();
+    let mut fe =
+        FrontEnd::new(&FrontendConfig { calibration_s: 0.05, ..Default::default() }, channels, RATE, 0.01).unwrap();
     run_split(&mut fe, &x, 3000, &[3000]);
     {
         let file = hdf5_metno::File::create(&path).unwrap();
