@@ -2,7 +2,8 @@
 # Installs what building and testing need on a fresh Debian 12 machine:
 # the HDF5 C library, pkg-config and g++ (libzmq is built from source by the
 # zmq crate), Python 3 with pip, and the Python packages the tests use as
-# independent clients (h5py writes recordings, pyzmq acts as a rig).
+# independent clients (h5py writes recordings, pyzmq acts as a rig, scipy is
+# the reference for the front end's band-pass).
 set -euo pipefail
 
 SUDO=""
@@ -23,9 +24,9 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-if ! python3 -c 'import h5py, zmq, numpy' >/dev/null 2>&1; then
-    echo "setup: installing Python test clients (h5py, pyzmq, numpy)" >&2
+if ! python3 -c 'import h5py, zmq, numpy, scipy' >/dev/null 2>&1; then
+    echo "setup: installing Python test clients (h5py, pyzmq, numpy, scipy)" >&2
     # Debian's own Python refuses pip installs outside a venv (PEP 668) unless told.
-    python3 -m pip install --quiet --disable-pip-version-check h5py pyzmq numpy 2>/dev/null \
-        || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages h5py pyzmq numpy
+    python3 -m pip install --quiet --disable-pip-version-check h5py pyzmq numpy scipy 2>/dev/null \
+        || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages h5py pyzmq numpy scipy
 fi

@@ -31,6 +31,24 @@ pub enum Command {
     Bench(BenchArgs),
     /// Inspect the versioned models directory, or roll back to a generation.
     Models(ModelsArgs),
+    /// Turn a raw-voltage recording into binned threshold crossings, as the live front end does.
+    Frontend(FrontendArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FrontendArgs {
+    /// Raw recording (HDF5): `/voltage` [T, C] in µV and root attribute `sample_rate` (Hz).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Output session file (HDF5): `/spikes` counts, `/seq` bin indices, `/frontend` settings.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Serve config (TOML); its [frontend] table configures the front end (defaults without it).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Bin width in milliseconds (a whole number of samples).
+    #[arg(long, default_value_t = 20.0)]
+    pub bin_ms: f64,
 }
 
 #[derive(Debug, Args)]
