@@ -44,6 +44,11 @@ fn config(port: u16, record: &Path, mode: &str) -> ServeConfig {
     c.ingest.openephys.endpoint = format!("tcp://127.0.0.1:{port}");
     c.ingest.openephys.mode = mode.into();
     c.ingest.openephys.spike_hold_ms = 150.0;
+    // The stand-in's waveform has an after-potential whose band-passed tail
+    // dips below threshold again ~1.1 ms after the trough: a 1 ms dead time
+    // counts many spikes twice. 1.6 ms is the 48-sample spike window of
+    // common 30 kHz acquisition systems.
+    c.frontend.refractory_ms = 1.6;
     c.record.bin_seconds = 0.02;
     c
 }

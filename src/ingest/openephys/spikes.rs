@@ -1,13 +1,18 @@
 //! Spikes mode: spike events from the GUI's spike detector are counted per
 //! selected electrode into bins of `S` acquisition samples. Events carry no
 //! "all channels are past here" signal, so a bin closes once the stream's
-//! sample clock — the newest sample number seen, advanced by wall time since
-//! at the stream's rate — is `hold` samples past its end. Bins with no spike
-//! are zeros (real data), not missing.
+//! sample clock — the newest sample number seen — is `hold` samples past its
+//! end. When no event arrives for `hold` of wall time (a quiet array), the
+//! clock runs on at the stream's rate from there, for at most
+//! [`MAX_EXTRAPOLATION_S`], so quiet bins still come out as zeros (real
+//! data, not missing) while a stopped stream stops producing bins.
 //!
 //! Nothing here allocates after [`SpikeBinner::new`].
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How far the clock may run on without events (seconds of samples).
+pub const MAX_EXTRAPOLATION_S: f64 = 1.0;
 
 /// Counts per bin for a window of open bins.
 pub struct SpikeBinner {
@@ -19,6 +24,8 @@ pub struct SpikeBinner {
     window: u64,
     /// The first bin not yet emitted (None before the first event).
     next_bin: Option<u64>,
+    /// A bin has been emitted since the start (or restart).
+    emitted: bool,
     clock_sample: u64,
     clock_at: Option<Instant>,
 }
@@ -35,6 +42,7 @@ impl SpikeBinner {
             counts: vec![0.0; window as usize * channels],
             window,
             next_bin: None,
+            emitted: false,
             clock_sample: 0,
             clock_at: None,
         }
@@ -50,7 +58,12 @@ impl SpikeBinner {
             self.clock_sample = sample_num;
             self.clock_at = Some(now);
         }
-        self.next_bin.get_or_insert(sample_num / self.spb);
+        // Until the first bin is out, an earlier event moves the start back
+        // (events of one block arrive electrode by electrode, not in time order).
+        let k = sample_num / self.spb;
+        if !self.emitted && self.next_bin.is_none_or(|n| k < n) {
+            self.next_bin = Some(k);
+        }
     }
 
     /// Counts one spike on channel `c`; false if its bin was already emitted.
@@ -74,10 +87,11 @@ impl SpikeBinner {
         let Some(at) = self.clock_at else {
             return;
         };
-        let elapsed = (now.saturating_duration_since(at).as_secs_f64() * self.rate) as u64;
-        let clock = self.clock_sample + elapsed;
-        let done = clock.saturating_sub(self.hold) / self.spb;
-        self.emit_through(done, emit);
+        let hold_wall = Duration::from_secs_f64(self.hold as f64 / self.rate);
+        let idle = now.saturating_duration_since(at).saturating_sub(hold_wall).as_secs_f64();
+        let run_on = (idle.min(MAX_EXTRAPOLATION_S) * self.rate) as u64;
+        let clock = self.clock_sample + run_on;
+        self.emit_through(clock.saturating_sub(self.hold) / self.spb, emit);
     }
 
     /// Emits bins up to (not including) `end_bin`.
@@ -91,6 +105,7 @@ impl SpikeBinner {
             emit(k, row);
             row.iter_mut().for_each(|v| *v = 0.0);
             k += 1;
+            self.emitted = true;
         }
         self.next_bin = Some(k);
     }
@@ -99,6 +114,7 @@ impl SpikeBinner {
     pub fn restart(&mut self) {
         self.counts.iter_mut().for_each(|v| *v = 0.0);
         self.next_bin = None;
+        self.emitted = false;
         self.clock_at = None;
     }
 }
