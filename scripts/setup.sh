@@ -2,7 +2,8 @@
 # Installs what building and testing need on a fresh Debian 12 machine:
 # the HDF5 C library, pkg-config and g++ (libzmq is built from source by the
 # zmq crate), Python 3 with pip, and the Python packages the tests use as
-# independent clients (h5py writes recordings, pyzmq acts as a rig).
+# independent clients (h5py writes recordings, pyzmq acts as a rig, pynwb
+# writes and reads NWB files, nwbinspector checks exported NWB files).
 set -euo pipefail
 
 SUDO=""
@@ -28,4 +29,10 @@ if ! python3 -c 'import h5py, zmq, numpy' >/dev/null 2>&1; then
     # Debian's own Python refuses pip installs outside a venv (PEP 668) unless told.
     python3 -m pip install --quiet --disable-pip-version-check h5py pyzmq numpy 2>/dev/null \
         || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages h5py pyzmq numpy
+fi
+
+if ! python3 -c 'import pynwb, nwbinspector' >/dev/null 2>&1; then
+    echo "setup: installing NWB test clients (pynwb, nwbinspector)" >&2
+    python3 -m pip install --quiet --disable-pip-version-check pynwb nwbinspector 2>/dev/null \
+        || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages pynwb nwbinspector
 fi

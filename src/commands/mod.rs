@@ -4,6 +4,7 @@
 mod bench;
 mod demo;
 mod eval;
+mod export_nwb;
 mod models;
 mod replay;
 mod serve;
@@ -30,5 +31,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Replay(a) => replay::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Models(a) => models::run(a),
+        Command::ExportNwb(a) => export_nwb::run(a),
     }
 }

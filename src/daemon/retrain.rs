@@ -477,6 +477,8 @@ impl Retrainer {
                 bins: s.rec.n_bins(),
                 spikes_path: "/spikes".into(),
                 behavior_path: None,
+                bin_seconds: Some(s.rec.bin_seconds),
+                nwb: None,
             })
             .collect();
         let mut decision = json!({

@@ -33,6 +33,13 @@ pub struct DataSource {
     pub bins: usize,
     pub spikes_path: String,
     pub behavior_path: Option<String>,
+    /// Bin width of the recording as read (seconds); absent in older files.
+    #[serde(default)]
+    pub bin_seconds: Option<f64>,
+    /// How an NWB recording was binned (the reader's options, as JSON);
+    /// `None` for other recordings and in older files.
+    #[serde(default)]
+    pub nwb: Option<serde_json::Value>,
 }
 
 /// How a model was trained.
