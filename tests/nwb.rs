@@ -161,7 +161,11 @@ fn broken_nwb_files_give_their_own_errors() {
     let (_, nwb, _) = simulated_pair(dir.path(), 0.1, 2);
     let (e, msg) = read_err(&nwb, &nwb_opts("processing/behavior/hand_velocity"));
     assert!(matches!(e, RecordingError::Nwb(NwbError::BehaviorNotFound { .. })), "{msg}");
-    assert!(msg.contains("hand_velocity") && msg.contains("/processing/behavior/hand_vel,"), "{msg}");
+    assert!(
+        msg.contains("hand_velocity")
+            && msg.contains("found: /processing/behavior/hand_pos, /processing/behavior/hand_vel"),
+        "{msg}"
+    );
     // No behaviour path and two candidates: they are listed.
     let (e, msg) = read_err(&nwb, &nwb_opts("/behavior"));
     assert!(matches!(e, RecordingError::Nwb(NwbError::AmbiguousBehavior { .. })), "{msg}");
