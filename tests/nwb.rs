@@ -103,6 +103,22 @@ fn pynwb_units_session_bins_trains_and_evaluates_like_the_binned_session() {
     let r2_h5 = r2(&ok(&["eval", "--model", s(&m_h5), "--data", s(&h5), "--json", "--no-baselines"]));
     eprintln!("eval R²: NWB {r2_nwb:.6}, binned HDF5 {r2_h5:.6}");
     assert!(r2_nwb.is_finite() && (r2_nwb - r2_h5).abs() <= 0.01, "NWB {r2_nwb} vs binned {r2_h5}");
+
+    // A model records its bin width, and eval bins an NWB file at that width unless told otherwise.
+    let m40 = dir.path().join("40ms.safetensors");
+    let mut args = vec!["train", "--data", s(&nwb), "--out", s(&m40), "--config", s(&cfg), "--quiet"];
+    args.extend(["--epochs", "1", "--bin-ms", "40"]);
+    args.extend(nwb_flags);
+    ok(&args);
+    let meta = alternator::model::ModelFile::load(&m40).unwrap().meta;
+    assert_eq!(meta.training_bin_seconds(), Some(0.04));
+    let mut args = vec!["eval", "--model", s(&m40), "--data", s(&nwb), "--json", "--no-baselines"];
+    args.extend(nwb_flags);
+    let report: Value = serde_json::from_str(&ok(&args)).unwrap();
+    assert_eq!(report["bins"].as_u64().unwrap() as usize, binned.n_bins() / 2, "binned at the model's 40 ms");
+    args.extend(["--bin-ms", "20"]);
+    let report: Value = serde_json::from_str(&ok(&args)).unwrap();
+    assert_eq!(report["bins"].as_u64().unwrap() as usize, binned.n_bins(), "--bin-ms overrides the model's width");
 }
 
 #[test]

@@ -193,17 +193,12 @@ fn plot_svg(truth: &Matrix, decoded: &Matrix, max_bins: usize) -> String {
     s
 }
 
-/// The bin width of the model's training data, when recorded.
-pub fn model_bin_seconds(mf: &ModelFile) -> Option<f64> {
-    mf.meta.training.as_ref().and_then(|t| t.data.iter().find_map(|d| d.bin_seconds))
-}
-
 pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     let mf = ModelFile::load(&a.model).with_context(|| format!("loading model {}", a.model.display()))?;
     let mut opts = read_options(&a.paths);
     if opts.nwb.bin_seconds.is_none() {
         // An NWB file is binned at the width the model was trained with.
-        opts.nwb.bin_seconds = model_bin_seconds(&mf);
+        opts.nwb.bin_seconds = mf.meta.training_bin_seconds();
     }
     let rec = Recording::read(&a.data, &opts).with_context(|| format!("reading recording {}", a.data.display()))?;
     let mut baseline: Vec<(PathBuf, ReadOptions)> = Vec::new();

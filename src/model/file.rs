@@ -68,6 +68,13 @@ pub struct ModelMeta {
     pub decision: Option<serde_json::Value>,
 }
 
+impl ModelMeta {
+    /// Bin width (seconds) of the data the model was trained on, when recorded.
+    pub fn training_bin_seconds(&self) -> Option<f64> {
+        self.training.as_ref().and_then(|t| t.data.iter().find_map(|d| d.bin_seconds))
+    }
+}
+
 /// A model with its metadata.
 #[derive(Debug, Clone)]
 pub struct ModelFile {

@@ -18,6 +18,9 @@ use super::{NwbError, NwbOptions};
 use crate::matrix::Matrix;
 use crate::recording::RecordingError;
 
+/// Observation intervals `(start, stop)` in seconds of one unit.
+type Intervals = Vec<(f64, f64)>;
+
 /// The selected units of a Units table.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Units {
@@ -27,7 +30,7 @@ pub(super) struct Units {
     pub trains: Vec<Vec<f64>>,
     /// Observation intervals `(start, stop)` of each unit; `None` when the
     /// table has no `obs_intervals` (every unit observed throughout).
-    pub obs: Option<Vec<Vec<(f64, f64)>>>,
+    pub obs: Option<Vec<Intervals>>,
 }
 
 /// Reads the Units table at `table` and keeps the units `opts` selects.
@@ -103,7 +106,7 @@ fn read_obs_intervals(
     path: &Path,
     table: &str,
     n_rows: usize,
-) -> Result<Option<Vec<Vec<(f64, f64)>>>, RecordingError> {
+) -> Result<Option<Vec<Intervals>>, RecordingError> {
     let name = join(table, "obs_intervals");
     if !is_dataset(file, &name) {
         return Ok(None);
