@@ -3,7 +3,8 @@
 # the HDF5 C library, pkg-config and g++ (libzmq is built from source by the
 # zmq crate), Python 3 with pip, and the Python packages the tests use as
 # independent clients (h5py writes recordings, pyzmq acts as a rig, scipy is
-# the reference for the front end's band-pass).
+# the reference for the front end's band-pass, pynwb writes and reads NWB
+# files, nwbinspector checks exported NWB files).
 set -euo pipefail
 
 SUDO=""
@@ -29,4 +30,10 @@ if ! python3 -c 'import h5py, zmq, numpy, scipy' >/dev/null 2>&1; then
     # Debian's own Python refuses pip installs outside a venv (PEP 668) unless told.
     python3 -m pip install --quiet --disable-pip-version-check h5py pyzmq numpy scipy 2>/dev/null \
         || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages h5py pyzmq numpy scipy
+fi
+
+if ! python3 -c 'import pynwb, nwbinspector' >/dev/null 2>&1; then
+    echo "setup: installing NWB test clients (pynwb, nwbinspector)" >&2
+    python3 -m pip install --quiet --disable-pip-version-check pynwb nwbinspector 2>/dev/null \
+        || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages pynwb nwbinspector
 fi

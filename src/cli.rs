@@ -33,6 +33,8 @@ pub enum Command {
     Models(ModelsArgs),
     /// Turn a raw-voltage recording into binned threshold crossings, as the live front end does.
     Frontend(FrontendArgs),
+    /// Write a daemon session file as an NWB 2.x file.
+    ExportNwb(ExportNwbArgs),
 }
 
 #[derive(Debug, Args)]
@@ -49,6 +51,34 @@ pub struct FrontendArgs {
     /// Bin width in milliseconds (a whole number of samples).
     #[arg(long, default_value_t = 20.0)]
     pub bin_ms: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportNwbArgs {
+    /// Daemon session file (HDF5) to export.
+    pub session: PathBuf,
+    /// Output NWB file (replaced if it exists).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Subject id (general/subject/subject_id).
+    #[arg(long, default_value = "unknown")]
+    pub subject: String,
+    /// Subject species as a Latin binomial, e.g. "Macaca mulatta" (nwbinspector
+    /// reports a missing species as a best-practice violation).
+    #[arg(long)]
+    pub species: Option<String>,
+    /// Subject sex: M, F, U or O.
+    #[arg(long)]
+    pub sex: Option<String>,
+    /// Subject age as an ISO 8601 duration, e.g. P5Y.
+    #[arg(long)]
+    pub age: Option<String>,
+    /// Session description.
+    #[arg(long, default_value = "Closed-loop decoding session recorded by the alternator daemon")]
+    pub session_description: String,
+    /// File identifier (default: a fresh UUID).
+    #[arg(long)]
+    pub identifier: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -158,7 +188,7 @@ pub struct DemoArgs {
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
-    /// Session file (HDF5) to publish.
+    /// Session file (HDF5 session or NWB file) to publish.
     pub session: PathBuf,
     /// Daemon ingest endpoint to connect to.
     #[arg(long, default_value = "tcp://127.0.0.1:5555")]
@@ -225,20 +255,40 @@ pub struct SimulateArgs {
     pub channels: usize,
 }
 
-/// Where datasets live inside recordings.
+/// Where datasets live inside recordings, and how NWB files are binned.
 #[derive(Debug, Clone, Args)]
 pub struct DatasetPaths {
-    /// HDF5 path of the spike/feature dataset [T, C].
+    /// HDF5 path of the spike/feature dataset [T, C]. In NWB files: the Units
+    /// table (the default means /units) or a TimeSeries.
     #[arg(long, default_value = "/spikes")]
     pub spikes_path: String,
-    /// HDF5 path of the behaviour dataset [T, B].
+    /// HDF5 path of the behaviour dataset [T, B]. In NWB files: a TimeSeries or
+    /// SpatialSeries, e.g. processing/behavior/hand_vel.
     #[arg(long)]
     pub behavior_path: Option<String>,
+    /// NWB files: bin width in milliseconds (default: the model's, else 20).
+    #[arg(long)]
+    pub bin_ms: Option<f64>,
+    /// NWB files: start of the bin grid in seconds after the session start (default 0).
+    #[arg(long)]
+    pub start_s: Option<f64>,
+    /// NWB files: use only the units with these ids, in this order.
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    pub unit_ids: Vec<i64>,
+    /// NWB files: use only the units whose boolean column has this value, e.g. heldout=false.
+    #[arg(long)]
+    pub unit_filter: Option<crate::recording::nwb::UnitFilter>,
+    /// NWB files: train/score only on bins inside the trials of /intervals/trials.
+    #[arg(long)]
+    pub trials: bool,
+    /// NWB files: only trials whose `split` column has this value (train, val, test); implies --trials.
+    #[arg(long)]
+    pub split: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// Training recordings (HDF5).
+    /// Training recordings (HDF5 sessions or NWB files).
     #[arg(long, required = true, num_args = 1..)]
     pub data: Vec<PathBuf>,
     /// Output model file (.safetensors).
@@ -265,7 +315,7 @@ pub struct EvalArgs {
     /// Model file.
     #[arg(long)]
     pub model: PathBuf,
-    /// Recording to decode (HDF5, with behaviour).
+    /// Recording to decode (HDF5 session or NWB file, with behaviour).
     #[arg(long)]
     pub data: PathBuf,
     /// Print JSON instead of a table.

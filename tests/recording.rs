@@ -279,6 +279,7 @@ fn custom_spikes_and_behavior_paths() {
     let opts = ReadOptions {
         spikes_path: "/processing/ecephys/spikes".to_string(),
         behavior_path: Some("/processing/behavior/velocity".to_string()),
+        ..ReadOptions::default()
     };
     let rec = Recording::read(&p, &opts).unwrap();
     assert_eq!((rec.n_bins(), rec.n_channels(), rec.n_behavior()), (T, 3, 2));

@@ -195,7 +195,11 @@ fn plot_svg(truth: &Matrix, decoded: &Matrix, max_bins: usize) -> String {
 
 pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     let mf = ModelFile::load(&a.model).with_context(|| format!("loading model {}", a.model.display()))?;
-    let opts = read_options(&a.paths);
+    let mut opts = read_options(&a.paths);
+    if opts.nwb.bin_seconds.is_none() {
+        // An NWB file is binned at the width the model was trained with.
+        opts.nwb.bin_seconds = mf.meta.training_bin_seconds();
+    }
     let rec = Recording::read(&a.data, &opts).with_context(|| format!("reading recording {}", a.data.display()))?;
     let mut baseline: Vec<(PathBuf, ReadOptions)> = Vec::new();
     if !a.no_baselines {
@@ -215,6 +219,9 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
                 let mut o = ReadOptions { spikes_path: src.spikes_path.clone(), ..ReadOptions::default() };
                 if src.behavior_path.is_some() {
                     o.behavior_path = src.behavior_path.clone();
+                }
+                if let Some(nwb) = src.nwb.clone().and_then(|v| serde_json::from_value(v).ok()) {
+                    o.nwb = nwb;
                 }
                 baseline.push((p, o));
             }

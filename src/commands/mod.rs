@@ -5,6 +5,7 @@ mod bench;
 mod demo;
 mod eval;
 mod frontend;
+mod export_nwb;
 mod models;
 mod replay;
 mod serve;
@@ -32,5 +33,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(a) => bench::run(a),
         Command::Models(a) => models::run(a),
         Command::Frontend(a) => frontend::run(a),
+        Command::ExportNwb(a) => export_nwb::run(a),
     }
 }

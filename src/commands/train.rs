@@ -10,7 +10,7 @@ use tracing::info;
 use crate::cli::{DatasetPaths, TrainArgs};
 use crate::model::file::{DataSource, ModelFile, ModelMeta, TrainingInfo};
 use crate::model::train::{train, TrainConfig, TrainError, TrainOutcome, TrainSet};
-use crate::recording::{file_hash, ReadOptions, Recording};
+use crate::recording::{file_hash, NwbOptions, ReadOptions, Recording};
 
 use super::UsageError;
 
@@ -33,13 +33,26 @@ pub fn load_train_config(path: &Path) -> anyhow::Result<TrainConfig> {
     Ok(f.train)
 }
 
-/// Read options from the command line's dataset paths.
+/// Read options from the command line's dataset paths and NWB options.
 pub fn read_options(p: &DatasetPaths) -> ReadOptions {
     let mut o = ReadOptions { spikes_path: p.spikes_path.clone(), ..ReadOptions::default() };
     if let Some(b) = &p.behavior_path {
         o.behavior_path = Some(b.clone());
     }
+    o.nwb = NwbOptions {
+        bin_seconds: p.bin_ms.map(|ms| ms / 1e3),
+        start_s: p.start_s,
+        unit_ids: (!p.unit_ids.is_empty()).then(|| p.unit_ids.clone()),
+        unit_filter: p.unit_filter.clone(),
+        trials_only: p.trials || p.split.is_some(),
+        split: p.split.clone(),
+    };
     o
+}
+
+/// Whether `path` is read as an NWB file (unreadable files count as not).
+fn is_nwb_file(path: &Path) -> bool {
+    hdf5_metno::File::open(path).map(|f| crate::recording::nwb::is_nwb(&f, path)).unwrap_or(false)
 }
 
 /// Reads recordings, trains, and returns the model file (not yet saved).
@@ -60,6 +73,8 @@ pub fn train_from_files(
             bins: rec.n_bins(),
             spikes_path: opts.spikes_path.clone(),
             behavior_path: opts.behavior_path.clone(),
+            bin_seconds: Some(rec.bin_seconds),
+            nwb: if is_nwb_file(f) { serde_json::to_value(&opts.nwb).ok() } else { None },
         });
         recs.push(rec);
     }

@@ -400,8 +400,11 @@ impl Retrainer {
         }
         let mut usable = Vec::new();
         let mut skipped = Vec::new();
+        // NWB files in the list are binned at the live model's bin width.
+        let mut opts = ReadOptions::default();
+        opts.nwb.bin_seconds = self.live.meta.training_bin_seconds();
         for p in files {
-            match Recording::read(&p, &ReadOptions::default()) {
+            match Recording::read(&p, &opts) {
                 Ok(rec) => {
                     let labelled = rec.labelled_bins();
                     if rec.n_channels() != channels {
@@ -477,6 +480,8 @@ impl Retrainer {
                 bins: s.rec.n_bins(),
                 spikes_path: "/spikes".into(),
                 behavior_path: None,
+                bin_seconds: Some(s.rec.bin_seconds),
+                nwb: None,
             })
             .collect();
         let mut decision = json!({

@@ -33,6 +33,13 @@ pub struct DataSource {
     pub bins: usize,
     pub spikes_path: String,
     pub behavior_path: Option<String>,
+    /// Bin width of the recording as read (seconds); absent in older files.
+    #[serde(default)]
+    pub bin_seconds: Option<f64>,
+    /// How an NWB recording was binned (the reader's options, as JSON);
+    /// `None` for other recordings and in older files.
+    #[serde(default)]
+    pub nwb: Option<serde_json::Value>,
 }
 
 /// How a model was trained.
@@ -59,6 +66,13 @@ pub struct ModelMeta {
     /// Free-form record of how the model was accepted (retraining gate).
     #[serde(default)]
     pub decision: Option<serde_json::Value>,
+}
+
+impl ModelMeta {
+    /// Bin width (seconds) of the data the model was trained on, when recorded.
+    pub fn training_bin_seconds(&self) -> Option<f64> {
+        self.training.as_ref().and_then(|t| t.data.iter().find_map(|d| d.bin_seconds))
+    }
 }
 
 /// A model with its metadata.

@@ -23,6 +23,10 @@
 //! session. hdf5-metno serialises all HDF5 calls behind one global lock, so
 //! keep a single writer thread.
 //!
+//! NWB 2.x files are sessions too: [`Recording::read`] hands any file with a
+//! root `nwb_version` attribute (or a `.nwb` name) to [`nwb::read_nwb`],
+//! which bins spike times and behaviour series into the same invariants.
+//!
 //! This file holds the types, the error enum and the helpers shared by the
 //! submodules: `read` (reading and validation, root-attribute readers,
 //! [`file_hash`]), `write` (whole-file writing) and `append`
@@ -38,10 +42,12 @@ use crate::matrix::Matrix;
 use crate::model::train::TrainSet;
 
 mod append;
+pub mod nwb;
 mod read;
 mod write;
 
 pub use append::AppendWriter;
+pub use nwb::{NwbError, NwbOptions};
 pub use read::{file_hash, read_attr_f64, read_attr_str, read_session_seq};
 
 /// Default path of the spike-count dataset.
@@ -232,6 +238,9 @@ pub enum RecordingError {
         /// HDF5's reason.
         source: hdf5::Error,
     },
+    /// An NWB file that cannot be read as a session (see [`nwb`]).
+    #[error(transparent)]
+    Nwb(#[from] NwbError),
     /// Plain file-system failure (hashing, renaming a finished write).
     #[error("{}: I/O error while {context}", path.display())]
     Io {
@@ -245,7 +254,7 @@ pub enum RecordingError {
 }
 
 /// Where to find the datasets of a session inside its file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ReadOptions {
     /// Spike-count dataset, `[T, C]`. Default [`DEFAULT_SPIKES_PATH`].
     pub spikes_path: String,
@@ -255,11 +264,19 @@ pub struct ReadOptions {
     /// other path that is absent is an error. The label mask is read from
     /// this path plus `_valid`.
     pub behavior_path: Option<String>,
+    /// How to bin an NWB file (bin width, units, trials); ignored for other
+    /// files. For NWB files `spikes_path` names the Units table (the default
+    /// means `/units`) or a TimeSeries, and `behavior_path` a TimeSeries.
+    pub nwb: NwbOptions,
 }
 
 impl Default for ReadOptions {
     fn default() -> Self {
-        Self { spikes_path: DEFAULT_SPIKES_PATH.to_string(), behavior_path: Some(DEFAULT_BEHAVIOR_PATH.to_string()) }
+        Self {
+            spikes_path: DEFAULT_SPIKES_PATH.to_string(),
+            behavior_path: Some(DEFAULT_BEHAVIOR_PATH.to_string()),
+            nwb: NwbOptions::default(),
+        }
     }
 }
 

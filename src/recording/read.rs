@@ -21,13 +21,19 @@ use super::{
 use crate::matrix::Matrix;
 
 impl Recording {
-    /// Reads and validates a session file (see the module docs for the layout).
+    /// Reads and validates a session file (see the module docs for the
+    /// layout), or an NWB file (see [`super::nwb`]).
     pub fn read(path: &Path, opts: &ReadOptions) -> Result<Recording, RecordingError> {
         if !path.exists() {
             return Err(RecordingError::NotFound { path: path.to_path_buf() });
         }
         let file =
             hdf5::File::open(path).map_err(|source| RecordingError::Open { path: path.to_path_buf(), source })?;
+        if super::nwb::is_nwb(&file, path) {
+            let rec = super::nwb::read_nwb(&file, path, opts)?;
+            rec.validate_at(path, &DatasetNames::for_write())?;
+            return Ok(rec);
+        }
 
         let bin_seconds = match read_number_attr(&file, path, "bin_seconds")? {
             None => return Err(bad_attr(path, "bin_seconds", "is missing; expected the bin width in seconds (> 0)")),
@@ -239,7 +245,7 @@ fn open_existing(path: &Path) -> Result<hdf5::File, RecordingError> {
 }
 
 /// True when every group along `name` exists and `name` itself is a link.
-fn link_exists(file: &hdf5::File, name: &str) -> bool {
+pub(super) fn link_exists(file: &hdf5::File, name: &str) -> bool {
     let parts: Vec<&str> = name.split('/').filter(|p| !p.is_empty()).collect();
     let mut prefix = String::new();
     for part in parts {
@@ -253,14 +259,23 @@ fn link_exists(file: &hdf5::File, name: &str) -> bool {
 }
 
 /// Opens dataset `name`; `Ok(None)` when no object of that name exists.
-fn open_dataset(file: &hdf5::File, path: &Path, name: &str) -> Result<Option<hdf5::Dataset>, RecordingError> {
+pub(super) fn open_dataset(
+    file: &hdf5::File,
+    path: &Path,
+    name: &str,
+) -> Result<Option<hdf5::Dataset>, RecordingError> {
     if !link_exists(file, name) {
         return Ok(None);
     }
     file.dataset(name).map(Some).map_err(|e| h5err(path, &format!("opening `{name}` as a dataset"), e))
 }
 
-fn expect_rank(ds: &hdf5::Dataset, path: &Path, name: &str, expected: usize) -> Result<Vec<usize>, RecordingError> {
+pub(super) fn expect_rank(
+    ds: &hdf5::Dataset,
+    path: &Path,
+    name: &str,
+    expected: usize,
+) -> Result<Vec<usize>, RecordingError> {
     let shape = ds.shape();
     if shape.len() == expected {
         Ok(shape)
@@ -274,14 +289,18 @@ fn expect_rank(ds: &hdf5::Dataset, path: &Path, name: &str, expected: usize) -> 
     }
 }
 
-fn dataset_descriptor(ds: &hdf5::Dataset, path: &Path, name: &str) -> Result<TypeDescriptor, RecordingError> {
+pub(super) fn dataset_descriptor(
+    ds: &hdf5::Dataset,
+    path: &Path,
+    name: &str,
+) -> Result<TypeDescriptor, RecordingError> {
     ds.dtype()
         .and_then(|t| t.to_descriptor())
         .map_err(|e| h5err(path, &format!("reading the element type of `{name}`"), e))
 }
 
 /// Reads a whole numeric dataset in its stored type and converts each element with `f`.
-fn read_conv<T: H5Type, U>(
+pub(super) fn read_conv<T: H5Type, U>(
     ds: &hdf5::Dataset,
     path: &Path,
     name: &str,
@@ -292,7 +311,7 @@ fn read_conv<T: H5Type, U>(
         .map_err(|e| h5err(path, &format!("reading dataset `{name}`"), e))
 }
 
-fn unsupported(path: &Path, name: &str, desc: &TypeDescriptor) -> RecordingError {
+pub(super) fn unsupported(path: &Path, name: &str, desc: &TypeDescriptor) -> RecordingError {
     RecordingError::UnsupportedDtype { path: path.to_path_buf(), dataset: name.to_string(), dtype: desc.to_string() }
 }
 
@@ -315,7 +334,7 @@ fn read_as_f32(ds: &hdf5::Dataset, path: &Path, name: &str) -> Result<Vec<f32>, 
 }
 
 /// Any float or integer dataset as `f64`.
-fn read_as_f64(ds: &hdf5::Dataset, path: &Path, name: &str) -> Result<Vec<f64>, RecordingError> {
+pub(super) fn read_as_f64(ds: &hdf5::Dataset, path: &Path, name: &str) -> Result<Vec<f64>, RecordingError> {
     use TypeDescriptor as D;
     match dataset_descriptor(ds, path, name)? {
         D::Float(FloatSize::U4) => read_conv(ds, path, name, |x: f32| f64::from(x)),
