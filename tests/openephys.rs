@@ -96,6 +96,8 @@ fn run(
         .args(["--realtime", "1.0", "--ttl-every-s", "1.0", "--tail-s", "4.5", "--sndhwm", "0"])
         .arg("--spikes-out")
         .arg(&truth_path)
+        .arg("--raw-out")
+        .arg(dir.join("raw.h5"))
         .status()
         .unwrap();
     assert!(status.success(), "the plugin stand-in failed");
@@ -193,6 +195,7 @@ fn voltage_mode_counts_the_injected_spikes() {
     assert!(fp < 0.05, "false detections {:.2} % of injected; expected < 5 %", fp * 100.0);
 
     assert_heartbeats_every_two_seconds(&truth);
+    offline_frontend_gives_the_same_bins(dir.path(), &cfg_file_of(dir.path()), &seq, &bins, &session);
     let f = hdf5::File::open(&session).unwrap();
     let ev_seq: Vec<u64> = f.dataset("event_seq").unwrap().read_raw().unwrap();
     let ev_sample: Vec<u64> = f.dataset("event_sample_num").unwrap().read_raw().unwrap();
@@ -202,6 +205,41 @@ fn voltage_mode_counts_the_injected_spikes() {
     assert_eq!(ev_sample, want.iter().map(|t| t.0).collect::<Vec<_>>(), "TTL events recorded");
     assert_eq!(ev_state, want.iter().map(|t| t.2).collect::<Vec<_>>());
     assert_eq!(ev_seq, want.iter().map(|t| t.0 / SPB).collect::<Vec<_>>());
+}
+
+/// The `[frontend]` table the live run used, as a config file for the offline command.
+fn cfg_file_of(dir: &Path) -> PathBuf {
+    let p = dir.join("frontend.toml");
+    let cfg = config(0, dir, "voltage");
+    let text = format!("[frontend]\n{}", toml::to_string(&cfg.frontend).unwrap());
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// `alternator frontend` over the voltage the stand-in sent gives the live bins bit for bit.
+fn offline_frontend_gives_the_same_bins(dir: &Path, cfg: &Path, seq: &[u64], bins: &[Vec<f32>], session: &Path) {
+    let out = dir.join("offline.h5");
+    let st = Command::new(env!("CARGO_BIN_EXE_alternator"))
+        .args(["frontend", "--data"])
+        .arg(dir.join("raw.h5"))
+        .arg("--out")
+        .arg(&out)
+        .arg("--config")
+        .arg(cfg)
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    let (off_seq, off_bins) = read_bins(&out);
+    assert_eq!(off_seq, seq, "offline bins cover other seqs than the live ones");
+    assert!(off_bins == bins, "offline bins differ from the live daemon's");
+    let thresholds = |p: &Path| -> Vec<f32> {
+        hdf5::File::open(p).unwrap().dataset("frontend/thresholds").unwrap().read_raw().unwrap()
+    };
+    assert_eq!(
+        thresholds(&out),
+        thresholds(session),
+        "thresholds stored in the session file differ from the offline run's"
+    );
 }
 
 #[test]

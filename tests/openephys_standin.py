@@ -482,6 +482,8 @@ def parse_args(argv=None):
                    help="PUB send HWM; plugin leaves libzmq default 1000 (0 = unlimited)")
     p.add_argument("--linger-ms", type=int, default=2000)
     p.add_argument("--verbose", action="store_true")
+    p.add_argument("--raw-out", default=None,
+                   help="also write the voltage sent (/voltage [T, C] f32, attr sample_rate) to this HDF5 file")
     a = p.parse_args(argv)
     if a.block < 1 or a.channels < 1 or a.sample_rate <= 0:
         p.error("block, channels and sample-rate must be positive")
@@ -560,6 +562,7 @@ def main(argv=None):
     block_idx = 0
     first = 0
     ttl_log = []
+    raw_blocks = [] if a.raw_out else None
     while first < total:
         n = min(B, total - first)
         end = first + n
@@ -576,6 +579,8 @@ def main(argv=None):
                 if a1 > a0:
                     x[spike_chs[j], a0 - first:a1 - first] += tmpl[a0 - s0:a1 - s0]
         x = x.astype(np.float32)
+        if raw_blocks is not None:
+            raw_blocks.append(x.T.copy())
 
         # --- pacing: a block leaves the GUI once it has been acquired
         if a.realtime > 0:
@@ -677,6 +682,12 @@ def main(argv=None):
         }
     with open(a.spikes_out, "w") as f:
         json.dump(truth, f)
+    if a.raw_out:
+        # The voltage exactly as sent (f32 uV, [T, C]), for an offline run of the same front end.
+        import h5py
+        with h5py.File(a.raw_out, "w") as h:
+            h.create_dataset("voltage", data=np.concatenate(raw_blocks, axis=0))
+            h.attrs["sample_rate"] = fs
     return 0
 
 

@@ -4,8 +4,8 @@
 mod bench;
 mod demo;
 mod eval;
-mod frontend;
 mod export_nwb;
+mod frontend;
 mod models;
 mod replay;
 mod serve;

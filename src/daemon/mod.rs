@@ -33,7 +33,7 @@ use record_link::{RecordSlot, RecorderLink};
 use recorder::{ClosedSession, RecordBatch, Recorder, SessionInfo};
 use stats::LoopCounters;
 
-use crate::ingest::{IngestError, Source};
+use crate::ingest::{FrontendSlot, IngestError, Source};
 use crate::model::{ModelFile, StepKernel};
 use crate::publish::ZmqPublisher;
 use crate::transport::{open_socket, SocketError};
@@ -99,6 +99,7 @@ fn start_recorder(
     counters: &Arc<LoopCounters>,
     closed_tx: Sender<ClosedSession>,
     rotate: Arc<AtomicBool>,
+    frontend: FrontendSlot,
 ) -> Result<RecorderParts, DaemonError> {
     if !cfg.record.enabled {
         return Ok((None, None));
@@ -118,6 +119,7 @@ fn start_recorder(
         channels,
         out_dim,
         track_prediction: cfg.decode.track_prediction,
+        frontend,
     };
     let rec = Recorder::new(cfg.record.clone(), info, counters.clone(), Some(closed_tx), rotate);
     let h = std::thread::Builder::new()
@@ -158,9 +160,14 @@ struct Sockets {
     control: Option<(zmq::Socket, String)>,
 }
 
-fn open_sockets(cfg: &ServeConfig, model: &ModelFile, ctx: &zmq::Context) -> Result<Sockets, DaemonError> {
+fn open_sockets(
+    cfg: &ServeConfig,
+    model: &ModelFile,
+    ctx: &zmq::Context,
+    frontend: FrontendSlot,
+) -> Result<Sockets, DaemonError> {
     let (channels, out_dim) = (model.model.spec.channels, model.model.spec.dz);
-    let source = crate::ingest::open(&cfg.ingest, &cfg.frontend, ctx, channels, cfg.record.bin_seconds)?;
+    let source = crate::ingest::open(&cfg.ingest, &cfg.frontend, ctx, channels, cfg.record.bin_seconds, frontend)?;
     let out = ZmqPublisher::open(&cfg.publish, ctx, out_dim)?;
     let control = if cfg.control.enabled {
         Some(open_socket(ctx, zmq::REP, &cfg.control.endpoint, true, |_| Ok(()))?)
@@ -175,14 +182,15 @@ impl Daemon {
     /// runs), then starts the recorder, the decode loop, the retrainer (if
     /// configured) and the control thread.
     pub fn start(cfg: &ServeConfig, model: ModelFile, ctx: &zmq::Context) -> Result<Daemon, DaemonError> {
-        let socks = open_sockets(cfg, &model, ctx)?;
+        let frontend = FrontendSlot::default();
+        let socks = open_sockets(cfg, &model, ctx, frontend.clone())?;
         let ingest_endpoint = socks.source.endpoint().to_string();
         let publish_endpoint = socks.out.endpoint().to_string();
         let counters = Arc::new(LoopCounters::default());
         let shutdown = Arc::new(AtomicBool::new(false));
         let (closed_tx, closed_rx) = bounded::<ClosedSession>(1024);
         let rotate = Arc::new(AtomicBool::new(false));
-        let (link, recorder) = start_recorder(cfg, &model, &counters, closed_tx, rotate.clone())?;
+        let (link, recorder) = start_recorder(cfg, &model, &counters, closed_tx, rotate.clone(), frontend)?;
 
         let (control, control_rx) = bounded::<LoopCommand>(4);
         let kernel = Box::new(StepKernel::new(model.model.clone()));

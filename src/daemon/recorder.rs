@@ -25,8 +25,8 @@ use super::config::RecordSection;
 use super::stats::LoopCounters;
 use crate::recording::{AppendWriter, RecordingError};
 
-use crate::ingest::RigEvent;
 pub use crate::ingest::BEHAVIOR_MAX_DIMS;
+use crate::ingest::{FrontendSlot, RigEvent};
 
 /// A fixed-capacity batch of inputs, outputs and behaviour bins.
 #[derive(Debug)]
@@ -166,6 +166,8 @@ pub struct SessionInfo {
     pub out_dim: usize,
     /// Record `/prediction_error` (decode.track_prediction).
     pub track_prediction: bool,
+    /// The front end's settings and thresholds, once a voltage source has them.
+    pub frontend: FrontendSlot,
 }
 
 /// `YYYYMMDDTHHMMSSZ` for a Unix time (UTC), for file names.
@@ -196,6 +198,7 @@ struct SessionFile {
     first_recv_ns: Option<u64>,
     timestamps: Vec<f64>,
     has_events: bool,
+    frontend: FrontendSlot,
 }
 
 impl SessionFile {
@@ -227,6 +230,7 @@ impl SessionFile {
             first_recv_ns: None,
             timestamps: Vec::new(),
             has_events: false,
+            frontend: info.frontend.clone(),
         })
     }
 
@@ -287,9 +291,13 @@ impl SessionFile {
         Ok(())
     }
 
-    /// Writes the aligned behaviour datasets and closes the file.
+    /// Writes the aligned behaviour datasets and the front end's settings, and closes the file.
     fn finish(mut self) -> Result<(PathBuf, usize, usize), RecordingError> {
         let path = self.w.path().to_path_buf();
+        let frontend = self.frontend.lock().map(|g| g.clone()).unwrap_or_default();
+        if let Some(fe) = frontend {
+            self.w.add_group(crate::frontend::STORE_GROUP, |g| fe.store(g))?;
+        }
         let mut labelled = 0;
         if self.beh_dims > 0 && !self.seqs.is_empty() {
             let d = self.beh_dims;

@@ -32,7 +32,7 @@ mod tests;
 
 pub use engine::FrontEnd;
 pub use filter::{bandpass_sos, Cascade, Section, LANES};
-pub use store::load_thresholds;
+pub use store::{load_thresholds, FrontendSnapshot, GROUP as STORE_GROUP};
 
 /// Settings of the front end: the `[frontend]` table of a serve config.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

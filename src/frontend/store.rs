@@ -13,7 +13,7 @@ use hdf5_metno as hdf5;
 use ndarray::{Array1, Array2};
 
 use super::engine::{FrontEnd, ThresholdSource};
-use super::FrontendError;
+use super::{FrontendConfig, FrontendError};
 
 /// Group name `store` is meant for and `load_thresholds` reads.
 pub const GROUP: &str = "frontend";
@@ -24,7 +24,50 @@ fn attr<T: H5Type>(group: &hdf5::Group, name: &str, value: &T) -> hdf5::Result<(
     group.new_attr::<T>().shape(()).create(name)?.as_writer().write_scalar(value)
 }
 
+/// Everything [`FrontEnd::store`] writes, copied out of a running front end
+/// so another thread (the live recorder) can store it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrontendSnapshot {
+    pub cfg: FrontendConfig,
+    pub sos: Vec<[f64; 6]>,
+    pub thresholds: Option<Vec<f32>>,
+    pub refractory_samples: u32,
+    pub sample_rate_hz: f64,
+    pub bin_seconds: f64,
+    pub samples_per_bin: u64,
+    pub channels: usize,
+    pub non_finite_samples: u64,
+    pub thresholds_source: String,
+}
+
 impl FrontEnd {
+    /// The settings and thresholds as they stand now.
+    pub fn snapshot(&self) -> FrontendSnapshot {
+        FrontendSnapshot {
+            cfg: self.cfg.clone(),
+            sos: self.sos.clone(),
+            thresholds: self.thresholds().map(|t| t.to_vec()),
+            refractory_samples: self.refractory,
+            sample_rate_hz: self.rate,
+            bin_seconds: self.bin_seconds,
+            samples_per_bin: self.spb,
+            channels: self.channels,
+            non_finite_samples: self.non_finite_samples(),
+            thresholds_source: match &self.source {
+                ThresholdSource::Calibration => "calibration".to_string(),
+                ThresholdSource::Config => "config".to_string(),
+                ThresholdSource::File(p) => format!("file:{}", p.display()),
+            },
+        }
+    }
+
+    /// Writes [`Self::snapshot`] under `group` (see [`FrontendSnapshot::store`]).
+    pub fn store(&self, group: &hdf5::Group) -> hdf5::Result<()> {
+        self.snapshot().store(group)
+    }
+}
+
+impl FrontendSnapshot {
     /// Writes the filter design (`sos` `[sections, 6]` f64), the thresholds
     /// (`thresholds` `[C]` f32, only once they exist) and the settings as
     /// attributes under `group` (e.g. a `/frontend` group), so that a re-run
@@ -32,8 +75,8 @@ impl FrontEnd {
     pub fn store(&self, group: &hdf5::Group) -> hdf5::Result<()> {
         let sos = Array2::from_shape_fn((self.sos.len(), 6), |(r, c)| self.sos[r][c]);
         group.new_dataset_builder().with_data(&sos).create("sos")?;
-        if let Some(t) = self.thresholds() {
-            group.new_dataset_builder().with_data(&Array1::from(t.to_vec())).create(THRESHOLDS)?;
+        if let Some(t) = &self.thresholds {
+            group.new_dataset_builder().with_data(&Array1::from(t.clone())).create(THRESHOLDS)?;
         }
         let c = &self.cfg;
         attr(group, "band_low_hz", &c.band_low_hz)?;
@@ -43,18 +86,13 @@ impl FrontEnd {
         attr(group, "threshold_k", &c.threshold_k)?;
         attr(group, "calibration_s", &c.calibration_s)?;
         attr(group, "refractory_ms", &c.refractory_ms)?;
-        attr(group, "refractory_samples", &u64::from(self.refractory))?;
-        attr(group, "sample_rate_hz", &self.rate)?;
+        attr(group, "refractory_samples", &u64::from(self.refractory_samples))?;
+        attr(group, "sample_rate_hz", &self.sample_rate_hz)?;
         attr(group, "bin_seconds", &self.bin_seconds)?;
-        attr(group, "samples_per_bin", &self.spb)?;
+        attr(group, "samples_per_bin", &self.samples_per_bin)?;
         attr(group, "channels", &(self.channels as u64))?;
-        attr(group, "non_finite_samples", &self.non_finite_samples())?;
-        let source = match &self.source {
-            ThresholdSource::Calibration => "calibration".to_string(),
-            ThresholdSource::Config => "config".to_string(),
-            ThresholdSource::File(p) => format!("file:{}", p.display()),
-        };
-        let source: VarLenUnicode = source.replace('\0', "").parse().unwrap_or_default();
+        attr(group, "non_finite_samples", &self.non_finite_samples)?;
+        let source: VarLenUnicode = self.thresholds_source.replace('\0', "").parse().unwrap_or_default();
         attr(group, "thresholds_source", &source)
     }
 }

@@ -24,6 +24,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::wire::DropReason;
 
+/// Where a voltage source leaves the front end's settings and thresholds
+/// for the recorder (written once per calibration, read when a file closes).
+pub type FrontendSlot = std::sync::Arc<std::sync::Mutex<Option<crate::frontend::FrontendSnapshot>>>;
+
 /// Largest behaviour width a source may deliver (and a record batch holds).
 pub const BEHAVIOR_MAX_DIMS: usize = 64;
 
@@ -94,14 +98,20 @@ pub fn open(
     ctx: &zmq::Context,
     channels: usize,
     bin_seconds: f64,
+    frontend_slot: FrontendSlot,
 ) -> Result<Box<dyn Source>, IngestError> {
     match cfg.kind() {
         Some(IngestKind::ProtocolV1) => {
             Ok(Box::new(protocol_v1::ProtocolV1Source::open(&cfg.protocol_v1, ctx, channels)?))
         }
-        Some(IngestKind::OpenEphys) => {
-            Ok(Box::new(openephys::OpenEphysSource::open(&cfg.openephys, frontend, ctx, channels, bin_seconds)?))
-        }
+        Some(IngestKind::OpenEphys) => Ok(Box::new(openephys::OpenEphysSource::open(
+            &cfg.openephys,
+            frontend,
+            ctx,
+            channels,
+            bin_seconds,
+            frontend_slot,
+        )?)),
         None => Err(IngestError::Config(cfg.problems().join("; "))),
     }
 }

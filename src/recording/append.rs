@@ -75,6 +75,17 @@ impl AppendWriter {
         Ok(Self { file, path: path.to_path_buf(), columns: HashMap::new() })
     }
 
+    /// Creates group `name` and lets `fill` write into it (settings that
+    /// belong with the session, e.g. the front end's).
+    pub fn add_group(
+        &mut self,
+        name: &str,
+        fill: impl FnOnce(&hdf5::Group) -> hdf5::Result<()>,
+    ) -> Result<(), RecordingError> {
+        let g = self.file.create_group(name).map_err(|e| h5err(&self.path, "creating a group", e))?;
+        fill(&g).map_err(|e| h5err(&self.path, "writing a group", e))
+    }
+
     /// Adds an empty `[0, cols]` `f32` dataset, chunked by 1024 rows.
     pub fn add_f32(&mut self, name: &str, cols: usize) -> Result<(), RecordingError> {
         if cols == 0 {

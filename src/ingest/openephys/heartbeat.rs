@@ -76,7 +76,7 @@ fn run(ctx: &zmq::Context, endpoint: &str, msg: &str, interval: Duration, stop: 
     let mut warned = false;
     let mut next = Instant::now();
     while wait(next, stop) {
-        next += interval;
+        next = Instant::now() + interval;
         let Some(s) = sock.as_ref() else {
             sock = connect(ctx, endpoint);
             continue;
@@ -87,6 +87,10 @@ fn run(ctx: &zmq::Context, endpoint: &str, msg: &str, interval: Duration, stop: 
         let answered = s.poll(zmq::POLLIN, interval.as_millis().min(i64::MAX as u128) as i64).unwrap_or(0) > 0
             && s.recv_bytes(0).is_ok();
         if answered {
+            // The next one an interval after this reply: a request queued
+            // before the plugin was up is answered late, and must not be
+            // followed at once by another.
+            next = Instant::now() + interval;
             c.answered.fetch_add(1, Ordering::Relaxed);
             if warned {
                 info!(endpoint, "Open Ephys answers heartbeats again.");

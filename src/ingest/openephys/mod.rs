@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tracing::{error, warn};
 
-use super::{check_endpoint, IngestError, RigEvent, Sink, Source, SourceError};
+use super::{check_endpoint, FrontendSlot, IngestError, RigEvent, Sink, Source, SourceError};
 use crate::frontend::FrontendConfig;
 use crate::transport::open_socket;
 use crate::wire::DropReason;
@@ -207,6 +207,10 @@ struct Voltage {
     progress_at: Instant,
     check_at: Option<Instant>,
     channels_checked: bool,
+    /// Where the recorder finds the front end's settings.
+    slot: FrontendSlot,
+    /// The current front end's thresholds are in `slot`.
+    published: bool,
 }
 
 enum Mode {
@@ -243,6 +247,7 @@ impl OpenEphysSource {
         ctx: &zmq::Context,
         channels: usize,
         bin_seconds: f64,
+        slot: FrontendSlot,
     ) -> Result<Self, IngestError> {
         if !cfg.channels.is_empty() && cfg.channels.len() != channels {
             return Err(IngestError::Config(format!(
@@ -275,6 +280,8 @@ impl OpenEphysSource {
                 progress_at: Instant::now(),
                 check_at: None,
                 channels_checked: false,
+                slot,
+                published: false,
             }))
         };
         Ok(Self {
@@ -448,6 +455,7 @@ fn on_data(
     if al.base() > before {
         v.progress_at = ctx.recv_at;
     }
+    v.publish_settings();
     v.check_channels(map, ctx.recv_at);
 }
 
@@ -475,6 +483,7 @@ impl Voltage {
             })?;
             self.aligner = Some((al, rate));
             self.progress_at = Instant::now();
+            self.published = false;
         }
         let Some((al, _)) = self.aligner.as_mut() else { return Ok(()) };
         if n as u64 > al.capacity() {
@@ -492,6 +501,19 @@ impl Voltage {
             (0..lagging).for_each(|_| sink.drop_one(DropReason::StalledChannel));
         }
         Ok(())
+    }
+
+    /// Hands the front end's settings to the recorder once its thresholds
+    /// exist (a lock taken once per calibration, not per bin).
+    fn publish_settings(&mut self) {
+        let Some((al, _)) = self.aligner.as_ref() else { return };
+        if self.published || al.front_end().thresholds().is_none() {
+            return;
+        }
+        if let Ok(mut slot) = self.slot.lock() {
+            *slot = Some(al.front_end().snapshot());
+        }
+        self.published = true;
     }
 
     /// Once, a second after the first block: name selected channels that never arrived.
