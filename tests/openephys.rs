@@ -269,3 +269,77 @@ fn an_unknown_source_kind_is_refused_naming_the_field() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("ingest.kind") && err.contains("protocol-v1") && err.contains("openephys"), "{err}");
 }
+
+/// Bad input from the plugin's socket is counted by reason and skipped;
+/// decoding continues. The "plugin" here is a bare XPUB socket.
+#[test]
+fn bad_plugin_messages_are_counted_by_reason() {
+    use alternator::wire::DropReason as R;
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = zmq::Context::new();
+    let xpub = ctx.socket(zmq::XPUB).unwrap();
+    xpub.bind("tcp://127.0.0.1:*").unwrap();
+    let ep = xpub.get_last_endpoint().unwrap().unwrap();
+    let mut cfg = common::config(dir.path());
+    cfg.ingest.kind = "openephys".into();
+    cfg.ingest.openephys.endpoint = ep;
+    cfg.ingest.openephys.heartbeat = false;
+    cfg.frontend.thresholds_uv = vec![-50.0; 4];
+    let daemon = Daemon::start(&cfg, alternator::bench::synthetic_model(4, 1), &zmq::Context::new()).unwrap();
+    xpub.set_rcvtimeo(5000).unwrap();
+    assert_eq!(xpub.recv_bytes(0).unwrap(), b"\x01", "the daemon subscribes to everything");
+
+    let header = |ch: i64, sample: i64, n: i64, rate: f64, size: usize| {
+        format!(
+            r#"{{"message_num": 1, "type": "data", "content": {{"stream": "s", "channel_num": {ch}, "channel_name": "CH{ch}", "num_samples": {n}, "sample_num": {sample}, "sample_rate": {rate:.1}}}, "data_size": {size}, "timestamp": 1700000000000}}"#
+        )
+    };
+    let block = |v: f32, n: usize| -> Vec<u8> { (0..n).flat_map(|_| v.to_le_bytes()).collect() };
+    let send = |parts: &[&[u8]]| xpub.send_multipart(parts.iter().copied(), 0).unwrap();
+    let data = |ch: i64, sample: i64, rate: f64, payload: &[u8]| {
+        let h = header(ch, sample, (payload.len() / 4) as i64, rate, payload.len());
+        send(&[b"DATA\0", h.as_bytes(), payload]);
+    };
+    let ok = block(1.0, 600);
+    for ch in 0..4 {
+        data(ch, 0, 30000.0, &ok); // bin 0, complete
+    }
+    send(&[b"DATA\0", b"\xff\xfe{", &ok]); // not UTF-8
+    send(&[b"DATA\0", b"{not json", &ok]);
+    send(&[b"DATA\0", br#"{"type": "data", "content": {"stream": "s", "channel_num": 0}, "data_size": 2400}"#, &ok]);
+    send(&[b"DATA\0", header(0, 600, 600, 30000.0, 2000).as_bytes(), &ok]); // data_size != payload
+    send(&[b"DATA\0", header(0, 600, 600, 30000.0, 2401).as_bytes(), &[0u8; 2401]]); // not whole f32s
+    send(&[b"DATA\0", header(99_999, 600, 600, 30000.0, 2400).as_bytes(), &ok]);
+    send(&[b"DATA\0", header(0, 600, 0, 30000.0, 0).as_bytes()]); // no samples
+    send(&[b"FOO\0", header(0, 600, 600, 30000.0, 2400).as_bytes(), &ok]);
+    send(&[b"DATA\0", header(0, 600, 600, 30000.0, 2400).as_bytes(), &ok, b"extra"]);
+    data(1, 0, 30000.0, &ok); // channel 1 again at sample 0: out of order
+    let mut nan = ok.clone();
+    nan[..4].copy_from_slice(&f32::NAN.to_le_bytes());
+    data(0, 600, 30000.0, &nan); // bin 1 gets a non-finite sample: decoded as imputed
+    for ch in 1..4 {
+        data(ch, 600, 30000.0, &ok);
+    }
+    data(0, 1200, 20000.0, &block(1.0, 400)); // the rate changes: a restart
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while daemon.counters.snapshot().dropped(R::RateChanged) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let s = daemon.shutdown().counters;
+    for (reason, n) in [
+        (R::BadJson, 2),
+        (R::MissingField, 1),
+        (R::SizeMismatch, 1),
+        (R::BadPayload, 1),
+        (R::ChannelOutOfRange, 1),
+        (R::EmptyBlock, 1),
+        (R::UnknownEnvelope, 1),
+        (R::Malformed, 1),
+        (R::OutOfOrder, 1),
+        (R::NonFinite, 1),
+        (R::RateChanged, 1),
+    ] {
+        assert_eq!(s.dropped(reason), n, "{reason}: {s:?}");
+    }
+    assert_eq!((s.bins_in, s.imputed, s.resets), (1, 1, 1), "bin 0 decoded, bin 1 imputed, one restart: {s:?}");
+}
