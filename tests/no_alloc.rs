@@ -110,3 +110,26 @@ fn the_per_bin_path_does_not_allocate() {
     let (_, n) = counted(|| vec![0u8; 10]);
     assert_eq!(n, 1);
 }
+
+#[test]
+fn the_front_end_does_not_allocate_after_construction() {
+    use alternator::frontend::{FrontEnd, FrontendConfig};
+    let (channels, n) = (19, 700);
+    let cfg = FrontendConfig { calibration_s: 0.05, common_average: true, ..Default::default() };
+    let mut fe = FrontEnd::new(&cfg, channels, 30_000.0, 0.01).unwrap();
+    let mut block: Vec<f32> = (0..channels * n).map(|i| ((i * 7919 % 211) as f32 - 105.0) * 3.0).collect();
+    block[5] = f32::NAN;
+    let mut bins = 0u64;
+    let ((), allocations) = counted(|| {
+        let mut emit = |_k: u64, c: &[f32]| bins += c.len() as u64;
+        for b in 0..6u64 {
+            fe.process(b * n as u64, &block, n, &mut emit).unwrap();
+        }
+        fe.process(10 * n as u64, &block, n, &mut emit).unwrap(); // a hole
+        fe.restart(0);
+        fe.process(0, &block[..channels], 1, &mut emit).unwrap();
+    });
+    assert!(fe.thresholds().is_some(), "calibration ran inside the counted section");
+    assert!(bins > 0);
+    assert_eq!(allocations, 0, "the front end allocated {allocations} times");
+}
