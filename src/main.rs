@@ -1,9 +1,9 @@
 //! Binary entry point: parse arguments, set up logging, dispatch, map errors
-//! to exit codes (64 for bad usage or configuration, 1 otherwise).
+//! to exit codes (64 bad usage or configuration, 69 an endpoint in use, 1 otherwise).
 
 use clap::Parser;
 
-use alternator::commands::{self, UsageError};
+use alternator::commands;
 
 fn main() {
     // candle hands even small matmuls to rayon; on a 2-core machine that
@@ -29,7 +29,6 @@ fn main() {
         for cause in err.chain().skip(1) {
             eprintln!("  caused by: {cause}");
         }
-        let code = if err.downcast_ref::<UsageError>().is_some() { 64 } else { 1 };
-        std::process::exit(code);
+        std::process::exit(commands::exit_code(&err));
     }
 }

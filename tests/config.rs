@@ -31,13 +31,13 @@ fn invalid_config_names_each_field() {
     let p = dir.path().join("bad.toml");
     std::fs::write(
         &p,
-        "[ingest]\nmax_gap_bins = 3\n[ingest.protocol_v1]\nendpoint = \"5555\"\n[record]\nqueue_bins = 2\n[retrain]\nnice = 40\n",
+        "[ingest]\nmax_gap_bins = 3\n[ingest.protocol_v1]\nendpoint = \"5555\"\n[record]\nqueue_bytes = 2\n[retrain]\nnice = 40\n",
     )
     .unwrap();
     let c = ServeConfig::load(&p).unwrap();
     let e = c.validate("bad.toml").unwrap_err();
     let text = e.to_string();
-    for f in ["ingest.protocol_v1.endpoint", "record.queue_bins", "retrain.nice"] {
+    for f in ["ingest.protocol_v1.endpoint", "record.queue_bytes", "retrain.nice"] {
         assert!(text.contains(f), "{f} not named in: {text}");
     }
     std::fs::write(&p, "[publish]\nsend_hwm_messages = \"lots\"\n").unwrap();

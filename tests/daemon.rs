@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use alternator::client::Received;
-use alternator::daemon::control;
+use alternator::daemon::{control, Daemon};
 use alternator::matrix::Matrix;
 use alternator::recording::{ReadOptions, Recording};
 use alternator::replay::{Publisher, ReplayOptions};
@@ -464,4 +464,114 @@ fn hot_swap_carries_or_rewarms_the_state() {
             }
         }
     }
+}
+
+/// A second daemon on the same endpoints exits with 69 naming the endpoint,
+/// and leaves the first one running untouched.
+#[test]
+fn a_second_daemon_on_the_same_ports_exits_69() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = spawn_serve(dir.path(), &[]);
+    let ctx = zmq::Context::new();
+    wait_status(&ctx, &first.control, |_| true);
+    let pp = free_port();
+    let out = Command::new(env!("CARGO_BIN_EXE_alternator"))
+        .args(["serve", "--model", MODEL, "--ingest", &first.ingest, "--publish", &format!("tcp://127.0.0.1:{pp}")])
+        .args(["--control", &format!("tcp://127.0.0.1:{}", free_port()), "--no-record"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(69), "{err}");
+    assert!(err.contains(&first.ingest) && err.contains("in use"), "{err}");
+    // The first daemon still answers.
+    wait_status(&ctx, &first.control, |v| v["channels"].as_u64().is_some());
+    assert!(sigterm(&mut first.child).status.success());
+}
+
+/// Stops `child` with `sig` (TERM or INT) at once and waits for it.
+fn stop_with(child: &mut Child, sig: &str) -> std::process::Output {
+    let st = Command::new("kill").args([&format!("-{sig}"), &child.id().to_string()]).status().unwrap();
+    assert!(st.success());
+    let out = std::mem::replace(child, Command::new("true").spawn().unwrap());
+    out.wait_with_output().unwrap()
+}
+
+/// Frames still in flight when the signal arrives (sent at full speed, the
+/// signal right after the last send, no waiting for the daemon) are
+/// decoded and recorded before the process exits — for SIGTERM and SIGINT.
+#[test]
+fn a_signal_with_frames_in_flight_still_records_every_frame() {
+    for sig in ["TERM", "INT"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, rec) = demo(3000);
+        let mut serve = spawn_serve(dir.path(), &[]);
+        let ctx = zmq::Context::new();
+        wait_status(&ctx, &serve.control, |v| v["ok"] == true);
+        let mut p = Publisher::new(&ctx, &serve.ingest, false).unwrap();
+        p.wait_for_subscriber(Duration::from_secs(10)).unwrap();
+        let stop = AtomicBool::new(false);
+        p.replay(&rec, &ReplayOptions { speed: None, ..ReplayOptions::default() }, &stop).unwrap();
+        let out = stop_with(&mut serve.child, sig);
+        assert!(out.status.success(), "SIG{sig}: {}", String::from_utf8_lossy(&out.stderr));
+        let files = session_files(dir.path());
+        assert_eq!(files.len(), 1, "{files:?}");
+        let back = Recording::read(&files[0], &ReadOptions::default()).unwrap();
+        assert_eq!(back.n_bins(), 3000, "SIG{sig}: frames in flight were lost");
+        assert_eq!(back.spikes, rec.spikes);
+    }
+}
+
+/// Virtual memory of this process (kB): preallocated buffers count here
+/// whether or not their pages were touched yet.
+fn vm_size_kb() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = s.lines().find(|l| l.starts_with("VmSize:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// The recorder queue is sized in bytes (record.queue_bytes), not in bins:
+/// a 10,000-channel model starts without reserving gigabytes.
+#[test]
+fn a_ten_thousand_channel_model_starts_with_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let mf = alternator::bench::synthetic_model(10_000, 1);
+    let cfg = config(dir.path());
+    let before = vm_size_kb();
+    let daemon = Daemon::start(&cfg, mf, &zmq::Context::new()).unwrap();
+    let grown_mb = (vm_size_kb() - before) / 1024;
+    daemon.shutdown();
+    let queue_mb = cfg.record.queue_bytes / (1 << 20);
+    // The queue, the model's packed weights (~10 MB), thread stacks and
+    // libzmq's threads; the old sizing (65,536 bins × 10,000 channels) was ~2.6 GB.
+    assert!(grown_mb < queue_mb + 400, "starting grew the address space by {grown_mb} MB");
+}
+
+/// Garbage in `LIVE` and a corrupt newest generation do not stop a restart:
+/// the newest generation that loads runs, and what was skipped is logged.
+#[test]
+fn a_damaged_models_directory_falls_back_to_a_usable_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    let good = alternator::model::ModelFile::load(Path::new(MODEL)).unwrap();
+    std::fs::copy(MODEL, models.join("gen-000001.safetensors")).unwrap();
+    std::fs::write(models.join("gen-000002.safetensors"), b"not a model at all").unwrap();
+    std::fs::write(models.join("LIVE"), b"two\n").unwrap();
+    let (pi, pp, pc) = (free_port(), free_port(), free_port());
+    let control = format!("tcp://127.0.0.1:{pc}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_alternator"))
+        .args(["serve", "--no-record", "--models-dir"])
+        .arg(&models)
+        .args(["--ingest", &format!("tcp://127.0.0.1:{pi}"), "--publish", &format!("tcp://127.0.0.1:{pp}")])
+        .args(["--control", &control])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ctx = zmq::Context::new();
+    let st = wait_status(&ctx, &control, |_| true);
+    assert_eq!(st["model_id"], good.meta.id.as_str(), "the generation that loads runs");
+    let out = sigterm(&mut child);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ERROR") && err.contains("LIVE") && err.contains("generation 2"), "{err}");
 }

@@ -1,6 +1,8 @@
-//! The per-bin path allocates nothing: frame parsing and conversion, the
-//! step kernel (observed and imputed bins), output encoding and record-batch
-//! filling are run under a counting global allocator.
+//! The per-bin path allocates nothing: the daemon's own protocol-v1 source
+//! and engine (parsing, sequence rules with imputed gaps and duplicates,
+//! non-finite bins, behaviour bins, the step kernel with the shipped
+//! preprocessing, publishing, full record batches handed over and
+//! recycled), and the front end, are run under a counting global allocator.
 //!
 //! The allocator wrapper is the only `unsafe` in the tests: `GlobalAlloc` is
 //! an unsafe trait; it forwards to the system allocator unchanged.
@@ -53,6 +55,130 @@ fn counted<R>(f: impl FnOnce() -> R) -> (R, usize) {
     let r = f();
     COUNTING.with(|c| c.set(false));
     (r, ALLOCATIONS.load(Ordering::Relaxed) - before)
+}
+
+/// The daemon's engine and protocol-v1 source over `inproc://` sockets,
+/// driven exactly as the decode loop drives them (`poll`, `tick`,
+/// `housekeeping`), with the bundled demo model (smoothing and history on).
+#[test]
+fn the_daemons_per_bin_path_does_not_allocate() {
+    use alternator::daemon::engine::{Engine, EngineSettings};
+    use alternator::daemon::record_link::{RecordSlot, RecorderLink};
+    use alternator::ingest::protocol_v1::{ProtocolV1Section, ProtocolV1Source};
+    use alternator::ingest::Source;
+    use alternator::publish::{PublishSection, ZmqPublisher};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let mf = alternator::model::ModelFile::load(std::path::Path::new("recordings/demo-model.safetensors")).unwrap();
+    assert!(mf.model.spec.history > 0, "the demo model should exercise history stacking");
+    let (channels, dz) = (mf.model.spec.channels, mf.model.spec.dz);
+    let ctx = zmq::Context::new();
+    let src_cfg =
+        ProtocolV1Section { endpoint: "inproc://alloc-in".into(), receive_hwm_messages: 0, ..Default::default() };
+    let mut source = ProtocolV1Source::open(&src_cfg, &ctx, channels).unwrap();
+    let out_cfg = PublishSection { endpoint: "inproc://alloc-out".into(), ..Default::default() };
+    let out = ZmqPublisher::open(&out_cfg, &ctx, dz).unwrap();
+    // The recorder side: full batches come back emptied, as the recorder thread does.
+    let (full_tx, full_rx) = crossbeam_channel::bounded::<RecordBatch>(8);
+    let (free_tx, free_rx) = crossbeam_channel::bounded::<RecordBatch>(8);
+    for _ in 0..8 {
+        free_tx.send(RecordBatch::new(256, channels, dz)).unwrap();
+    }
+    let recycler = std::thread::spawn(move || {
+        let mut n = 0;
+        for mut b in full_rx {
+            b.clear();
+            n += 1;
+            let _ = free_tx.send(b);
+        }
+        n
+    });
+    let counters = Arc::new(alternator::daemon::stats::LoopCounters::default());
+    let set = EngineSettings {
+        max_gap_bins: 50,
+        stats_interval: Duration::from_secs(3600),
+        swap_state: alternator::daemon::config::SwapState::Carry,
+        rewarm_bins: 50,
+        track_prediction: true,
+    };
+    let slot = RecordSlot::new(Some(RecorderLink { full_tx, free_rx }));
+    let kernel = Box::new(StepKernel::new(mf.model.clone()));
+    let mut eng = Engine::new(kernel, "demo".into(), set, counters.clone(), out, slot);
+
+    // A rig: every frame queued before counting starts.
+    let rig = ctx.socket(zmq::XPUB).unwrap();
+    rig.set_sndhwm(0).unwrap();
+    rig.connect("inproc://alloc-in").unwrap();
+    // A SUB socket attaches new peers (and sends its subscription) only when
+    // called into: poll the idle source until the subscription arrives.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        assert!(!source.poll(Duration::ZERO, &mut eng).unwrap());
+        if rig.recv_bytes(zmq::DONTWAIT).is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the source never subscribed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let data = synthetic_bins(channels, 600, 2);
+    let (mut sent, mut behavior) = (0u64, 0u64);
+    for t in 0..600usize {
+        if t % 50 == 7 {
+            continue; // a gap of one bin: imputed
+        }
+        let mut row = data.row(t).to_vec();
+        if t == 300 {
+            row[3] = f32::NAN; // a non-finite bin: imputed, counted
+        }
+        let h = Header {
+            version: 1,
+            dtype: Dtype::F32,
+            flags: 0,
+            seq: t as u64,
+            t_ns: 0,
+            channels: channels as u32,
+            samples: 1,
+        };
+        let mut body = Vec::new();
+        encode_frame(&mut body, &h, &row);
+        rig.send_multipart([&b"spikes"[..], &body[..]], 0).unwrap();
+        sent += 1;
+        if t % 3 == 0 {
+            let hb = Header { channels: 2, ..h };
+            let mut b2 = Vec::new();
+            encode_frame(&mut b2, &hb, &[0.5, -0.5]);
+            rig.send_multipart([&b"behavior"[..], &b2[..]], 0).unwrap();
+            sent += 1;
+            behavior += 1;
+        }
+        if t == 400 {
+            rig.send_multipart([&b"spikes"[..], &body[..]], 0).unwrap(); // a duplicate
+            sent += 1;
+        }
+    }
+
+    let (polled, allocations) = counted(|| {
+        let mut polled = 0u64;
+        while polled < sent {
+            if let Ok(true) = source.poll(Duration::from_millis(100), &mut eng) {
+                polled += 1;
+            }
+            let now = Instant::now();
+            source.tick(now, &mut eng);
+            eng.housekeeping(now);
+        }
+        polled
+    });
+    assert_eq!(polled, sent);
+    let s = counters.snapshot();
+    assert_eq!(s.bins_out, 600, "one output per timestep: {s:?}");
+    assert_eq!(s.imputed, 12 + 1, "12 gaps and one non-finite bin imputed: {s:?}");
+    assert_eq!(s.dropped(alternator::wire::DropReason::Duplicate), 1);
+    assert_eq!(s.behavior_in, behavior);
+    assert_eq!(allocations, 0, "the daemon's per-bin path allocated {allocations} times");
+    drop(eng);
+    assert!(recycler.join().unwrap() >= 2, "full record batches were handed over and recycled");
 }
 
 #[test]

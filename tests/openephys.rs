@@ -320,9 +320,12 @@ fn bad_plugin_messages_are_counted_by_reason() {
     for ch in 1..4 {
         data(ch, 600, 30000.0, &ok);
     }
-    data(0, 1200, 20000.0, &block(1.0, 400)); // the rate changes: a restart
+    // The rate changes: a restart. Only channel 0 then delivers its first bin;
+    // after stall_ms the three silent channels are counted as stalled and
+    // that bin is decoded as imputed instead of holding the loop.
+    data(0, 1200, 20000.0, &block(1.0, 400));
     let deadline = Instant::now() + Duration::from_secs(10);
-    while daemon.counters.snapshot().dropped(R::RateChanged) == 0 && Instant::now() < deadline {
+    while daemon.counters.snapshot().dropped(R::StalledChannel) < 3 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     let s = daemon.shutdown().counters;
@@ -338,8 +341,13 @@ fn bad_plugin_messages_are_counted_by_reason() {
         (R::OutOfOrder, 1),
         (R::NonFinite, 1),
         (R::RateChanged, 1),
+        (R::StalledChannel, 3),
     ] {
         assert_eq!(s.dropped(reason), n, "{reason}: {s:?}");
     }
-    assert_eq!((s.bins_in, s.imputed, s.resets), (1, 1, 1), "bin 0 decoded, bin 1 imputed, one restart: {s:?}");
+    assert_eq!(
+        (s.bins_in, s.imputed, s.resets),
+        (1, 2, 1),
+        "bin 0 decoded; bin 1 (NaN) and the stalled bin imputed; one restart: {s:?}"
+    );
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 
 use crate::cli::DemoArgs;
 use crate::client::collect_outputs;
@@ -21,6 +21,8 @@ use crate::replay::{Publisher, ReplayOptions};
 use crate::stats_util::percentile_us;
 use crate::wire::FLAG_IMPUTED;
 
+use super::UsageError;
+
 use super::replay::stop_on_signal;
 
 pub fn run(a: DemoArgs) -> anyhow::Result<()> {
@@ -32,8 +34,8 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
         let n = ((s / rec.bin_seconds).round() as usize).clamp(1, rec.n_bins());
         rec = rec.slice_bins(0, n);
     }
-    if !(a.speed > 0.0) {
-        bail!("--speed must be positive");
+    if !(a.speed > 0.0 && a.speed.is_finite()) {
+        return Err(UsageError(format!("--speed {}: expected a positive number", a.speed)).into());
     }
     let mut cfg = ServeConfig::default();
     cfg.model.path = Some(a.model.clone());

@@ -21,6 +21,23 @@ use crate::cli::{Cli, Command};
 #[error("{0}")]
 pub struct UsageError(pub String);
 
+/// A resource another process holds (an endpoint already bound): exit code 69 (EX_UNAVAILABLE).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UnavailableError(pub String);
+
+/// The process exit code for an error: 64 bad usage or configuration, 69 a
+/// resource held by someone else, 1 anything else.
+pub fn exit_code(err: &anyhow::Error) -> i32 {
+    if err.downcast_ref::<UsageError>().is_some() {
+        64
+    } else if err.downcast_ref::<UnavailableError>().is_some() {
+        69
+    } else {
+        1
+    }
+}
+
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {

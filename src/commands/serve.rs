@@ -5,14 +5,14 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::cli::ServeArgs;
 use crate::daemon::config::ServeConfig;
 use crate::daemon::Daemon;
 use crate::model::ModelFile;
 
-use super::UsageError;
+use super::{UnavailableError, UsageError};
 
 /// Builds the effective config: file (or defaults) plus command-line overrides, validated.
 pub fn effective_config(a: &ServeArgs) -> anyhow::Result<ServeConfig> {
@@ -46,16 +46,26 @@ pub fn effective_config(a: &ServeArgs) -> anyhow::Result<ServeConfig> {
     Ok(cfg)
 }
 
-/// The model to start with: `--model`, else the live generation in
-/// `models_dir` (so a restart resumes the newest accepted model), else `model.path`.
+/// The model to start with, in this order: `--model` (an explicit choice
+/// wins, and its errors are errors); else the `LIVE` generation in
+/// `models_dir`, or the newest accepted generation that loads (so a restart
+/// resumes retraining's latest model even from a damaged directory — what
+/// is skipped is logged at ERROR); else `model.path`.
 pub fn initial_model(cfg: &ServeConfig, cli_model: Option<&PathBuf>) -> anyhow::Result<(PathBuf, ModelFile)> {
-    let live = crate::daemon::retrain::live_model_path(&cfg.model.models_dir)
-        .with_context(|| format!("looking for a live model in {}", cfg.model.models_dir.display()))?;
-    let path = match (cli_model, live, &cfg.model.path) {
-        (Some(p), _, _) => p.clone(),
-        (None, Some(p), _) => p,
-        (None, None, Some(p)) => p.clone(),
-        (None, None, None) => {
+    if cli_model.is_none() {
+        let store = crate::daemon::models::ModelStore::new(&cfg.model.models_dir);
+        let (found, skipped) = store.startup_model();
+        for s in &skipped {
+            error!(models_dir = %cfg.model.models_dir.display(), skipped = %s, "Skipping an unusable entry of the models directory.");
+        }
+        if let Some((g, mf)) = found {
+            return Ok((store.path(g), mf));
+        }
+    }
+    let path = match (cli_model, &cfg.model.path) {
+        (Some(p), _) => p.clone(),
+        (None, Some(p)) => p.clone(),
+        (None, None) => {
             return Err(UsageError(format!(
                 "no model: give --model FILE or model.path, or put trained generations in {} (model.models_dir)",
                 cfg.model.models_dir.display()
@@ -85,7 +95,13 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
     let (path, model) = initial_model(&cfg, a.model.as_ref())?;
     info!(path = %path.display(), id = %model.meta.id, "Model loaded.");
     let ctx = zmq::Context::new();
-    let daemon = Daemon::start(&cfg, model, &ctx).context("starting the daemon")?;
+    let daemon = match Daemon::start(&cfg, model, &ctx) {
+        Ok(d) => d,
+        Err(e) if e.is_address_in_use() => {
+            return Err(UnavailableError(format!("{e} (another process holds it; is a daemon already running?)")).into())
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context("starting the daemon")),
+    };
     wait_for_signals(&daemon)?;
     let summary = daemon.shutdown();
     for s in &summary.sessions {

@@ -79,8 +79,9 @@ pub struct RecordSection {
     pub rotate_seconds: u64,
     /// Start a new file after this many bytes of bin data.
     pub rotate_bytes: u64,
-    /// Bins the recorder queue can hold before the loop starts counting losses.
-    pub queue_bins: usize,
+    /// Memory of the recorder queue (bytes, preallocated at start); when it is
+    /// full the loop counts losses instead of waiting. At least 4 batches.
+    pub queue_bytes: u64,
     /// Bin width written into session files (seconds).
     pub bin_seconds: f64,
 }
@@ -158,7 +159,7 @@ impl Default for RecordSection {
             dir: PathBuf::from("recordings"),
             rotate_seconds: 3600,
             rotate_bytes: 4 << 30,
-            queue_bins: 65_536,
+            queue_bytes: 64 << 20,
             bin_seconds: 0.02,
         }
     }
@@ -220,8 +221,8 @@ impl ServeConfig {
         e.extend(self.frontend.problems("frontend."));
         e.extend(self.publish.problems());
         self.endpoint_clashes(&mut e);
-        if self.record.queue_bins < 64 {
-            e.push(format!("record.queue_bins: {} is too small; expected >= 64", self.record.queue_bins));
+        if self.record.queue_bytes < (1 << 20) {
+            e.push(format!("record.queue_bytes: {} is too small; expected >= 1048576", self.record.queue_bytes));
         }
         if self.record.rotate_seconds == 0 {
             e.push("record.rotate_seconds: must be > 0".into());
@@ -321,12 +322,12 @@ mod tests {
     fn every_problem_is_reported_with_its_field_path() {
         let mut c = ServeConfig::default();
         c.ingest.protocol_v1.endpoint = "localhost:5555".into();
-        c.record.queue_bins = 1;
+        c.record.queue_bytes = 1;
         c.retrain.train.alpha = 0.0;
         c.stats.interval_s = 0.0;
         let p = c.problems();
         assert_eq!(p.len(), 4, "{p:?}");
-        for field in ["ingest.protocol_v1.endpoint", "record.queue_bins", "retrain.train.alpha", "stats.interval_s"] {
+        for field in ["ingest.protocol_v1.endpoint", "record.queue_bytes", "retrain.train.alpha", "stats.interval_s"] {
             assert!(p.iter().any(|s| s.starts_with(field)), "{field} missing from {p:?}");
         }
     }

@@ -23,6 +23,10 @@ use crate::model::StepKernel;
 
 /// How long one wait on the source may last before housekeeping runs.
 const POLL_TIMEOUT: Duration = Duration::from_millis(20);
+/// At shutdown, input is taken until the source has been quiet this long ...
+const DRAIN_QUIET: Duration = Duration::from_millis(100);
+/// ... or for at most this long (a rig that keeps sending).
+const DRAIN_MAX: Duration = Duration::from_secs(2);
 
 /// Commands the loop accepts between messages.
 pub enum LoopCommand {
@@ -55,8 +59,9 @@ impl DecodeLoop {
         Self { source, eng, control, shutdown }
     }
 
-    /// Runs until shutdown is requested, then delivers what the source
-    /// already holds, hands over the last record batch and returns.
+    /// Runs until shutdown is requested, then keeps taking input until the
+    /// source is quiet (frames in flight when the signal came are decoded,
+    /// published and recorded), hands over the last record batch and returns.
     pub fn run(mut self) -> LoopSummary {
         while !self.shutdown.load(Ordering::Relaxed) {
             if let Err(e) = self.source.poll(POLL_TIMEOUT, &mut self.eng) {
@@ -68,10 +73,23 @@ impl DecodeLoop {
             self.poll_control();
             self.eng.housekeeping(now);
         }
-        self.source.drain(&mut self.eng);
+        self.drain();
         self.poll_control();
         let total = self.eng.finish().total().clone();
         LoopSummary { latency: LatencySummary::of(&total), histogram: total }
+    }
+
+    fn drain(&mut self) {
+        let start = Instant::now();
+        let mut last_input = start;
+        while last_input.elapsed() < DRAIN_QUIET && start.elapsed() < DRAIN_MAX {
+            match self.source.poll(Duration::from_millis(10), &mut self.eng) {
+                Ok(true) => last_input = Instant::now(),
+                Ok(false) => {}
+                Err(_) => break,
+            }
+        }
+        self.source.tick(Instant::now(), &mut self.eng);
     }
 
     fn poll_control(&mut self) {

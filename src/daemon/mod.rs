@@ -105,7 +105,14 @@ fn start_recorder(
         return Ok((None, None));
     }
     let (channels, out_dim) = (model.model.spec.channels, model.model.spec.dz);
-    let n = (cfg.record.queue_bins / BATCH_ROWS).max(4);
+    let batch_bytes = RecordBatch::bytes(BATCH_ROWS, channels, out_dim);
+    let n = ((cfg.record.queue_bytes / batch_bytes as u64) as usize).max(4);
+    info!(
+        batches = n,
+        rows_per_batch = BATCH_ROWS,
+        mib = format!("{:.1}", (n * batch_bytes) as f64 / (1 << 20) as f64),
+        "Recorder queue preallocated."
+    );
     let (full_tx, full_rx) = bounded::<RecordBatch>(n);
     let (free_tx, free_rx) = bounded::<RecordBatch>(n);
     for _ in 0..n {
@@ -253,11 +260,6 @@ impl Daemon {
     /// Asks for an immediate retraining run (SIGHUP). False if retraining is off.
     pub fn trigger_retrain(&self) -> bool {
         self.retrainer.as_ref().map(|r| r.trigger()).unwrap_or(false)
-    }
-
-    /// The retrainer's handle, if retraining is configured.
-    pub fn retrainer(&self) -> Option<&retrain::RetrainHandle> {
-        self.retrainer.as_ref()
     }
 
     /// Stops taking input, drains the queues, closes the session file.

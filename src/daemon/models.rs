@@ -156,6 +156,36 @@ impl ModelStore {
         Ok(None)
     }
 
+    /// The model a restart should run: the `LIVE` generation if it loads,
+    /// else the newest accepted generation that loads. Whatever was skipped
+    /// on the way (garbage in `LIVE`, missing or corrupt files, an unreadable
+    /// directory) is returned, one line each, for the caller to log.
+    pub fn startup_model(&self) -> (Option<(u64, ModelFile)>, Vec<String>) {
+        let mut skipped = Vec::new();
+        let live = self.live().unwrap_or_else(|e| {
+            skipped.push(format!("{e}"));
+            None
+        });
+        if let Some(g) = live {
+            match self.load(g) {
+                Ok(mf) => return (Some((g, mf)), skipped),
+                Err(e) => skipped.push(format!("live generation {g}: {e}")),
+            }
+        }
+        let gens = self.generations().unwrap_or_else(|e| {
+            skipped.push(format!("{e}"));
+            Vec::new()
+        });
+        for g in gens.into_iter().rev().filter(|g| Some(*g) != live) {
+            match self.load(g) {
+                Ok(mf) if decision_status(&mf) == Some(GenStatus::Rejected) => {}
+                Ok(mf) => return (Some((g, mf)), skipped),
+                Err(e) => skipped.push(format!("generation {g}: {e}")),
+            }
+        }
+        (None, skipped)
+    }
+
     /// Every generation with its status (unreadable files are skipped).
     pub fn list(&self) -> Result<Vec<GenInfo>, StoreError> {
         let live = self.live()?;

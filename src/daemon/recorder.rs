@@ -78,6 +78,12 @@ impl RecordBatch {
         }
     }
 
+    /// Bytes one batch of `cap` rows preallocates.
+    pub fn bytes(cap: usize, channels: usize, out_dim: usize) -> usize {
+        let per_row = 4 * (channels + out_dim + BEHAVIOR_MAX_DIMS) + 8 * 5 + 4 + 1 + std::mem::size_of::<RigEvent>();
+        cap * per_row
+    }
+
     /// Empties the batch, keeping its capacity.
     pub fn clear(&mut self) {
         self.starts_new_stream = false;

@@ -314,15 +314,24 @@ impl Retrainer {
                 Duration::from_secs(5),
             )
             .map_err(|_| "the decode loop is not taking commands".to_string())?;
-        match rrx.recv_timeout(Duration::from_secs(10)) {
-            Ok(SwapOutcome::Swapped { previous }) => {
+        // Wait for the loop's answer however long it takes: the loop always
+        // answers (or drops the sender when it stops), so the outcome is
+        // exact and the previous kernel is dropped here, off the loop.
+        let outcome = loop {
+            match rrx.recv_timeout(Duration::from_millis(100)) {
+                Ok(o) => break o,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) if !self.stop.load(Ordering::Relaxed) => continue,
+                Err(_) => return Err("the decode loop stopped before answering the swap".into()),
+            }
+        };
+        match outcome {
+            SwapOutcome::Swapped { previous } => {
                 drop(previous);
                 *self.model_id.lock().unwrap_or_else(|p| p.into_inner()) = mf.meta.id.clone();
                 self.live = mf.clone();
                 Ok(())
             }
-            Ok(SwapOutcome::Refused { reason, .. }) => Err(reason),
-            Err(_) => Err("the decode loop did not answer the swap".into()),
+            SwapOutcome::Refused { reason, .. } => Err(reason),
         }
     }
 

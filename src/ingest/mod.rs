@@ -70,10 +70,6 @@ pub trait Source: Send {
     /// Waits at most `timeout` for input and delivers what arrived (at least
     /// one message's worth when it returns `Ok(true)`).
     fn poll(&mut self, timeout: Duration, sink: &mut dyn Sink) -> Result<bool, SourceError>;
-    /// Delivers whatever is already queued without waiting (used at shutdown).
-    fn drain(&mut self, sink: &mut dyn Sink) {
-        while let Ok(true) = self.poll(Duration::ZERO, sink) {}
-    }
     /// Housekeeping between messages (stalled-channel checks, heartbeats).
     fn tick(&mut self, _now: Instant, _sink: &mut dyn Sink) {}
     /// Where the source reads from, for logs and status.

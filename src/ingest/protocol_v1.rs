@@ -162,7 +162,7 @@ impl ProtocolV1Source {
             return sink.drop_one(DropReason::WrongChannels);
         }
         for i in 0..frame.header.samples as usize {
-            let seq = frame.header.seq.wrapping_add(i as u64);
+            let seq = frame.seq_of(i);
             if frame.sample(i, &mut self.row[..c]).is_err() {
                 sink.drop_one(DropReason::Malformed);
                 continue;
@@ -187,7 +187,7 @@ impl ProtocolV1Source {
                 sink.drop_one(DropReason::NonFinite);
                 continue;
             }
-            sink.behavior(frame.header.seq.wrapping_add(i as u64), row, recv_at);
+            sink.behavior(frame.seq_of(i), row, recv_at);
         }
     }
 }

@@ -188,11 +188,6 @@ impl StepKernel {
         }
     }
 
-    /// The model this kernel runs.
-    pub fn model(&self) -> &Model {
-        &self.model
-    }
-
     /// Input channels per bin.
     pub fn channels(&self) -> usize {
         self.model.spec.channels

@@ -23,6 +23,9 @@ use serde::Deserialize;
 /// Any header; which optional part is present depends on `kind`.
 #[derive(Debug, Deserialize)]
 pub struct Header<'a> {
+    /// One counter over every message; the plugin restarts it at 1 when acquisition starts.
+    #[serde(default)]
+    pub message_num: Option<u64>,
     #[serde(rename = "type", borrow)]
     pub kind: Cow<'a, str>,
     #[serde(default, borrow)]

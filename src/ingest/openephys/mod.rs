@@ -211,6 +211,8 @@ struct Voltage {
     slot: FrontendSlot,
     /// The current front end's thresholds are in `slot`.
     published: bool,
+    /// Acquisition restarted: the next block sets the sample position.
+    restart_pending: bool,
 }
 
 enum Mode {
@@ -229,6 +231,8 @@ pub struct OpenEphysSource {
     stall: Duration,
     /// Rig time of the newest message (for bins closed between messages).
     last_t_ns: u64,
+    /// The newest `message_num` (it goes back when acquisition restarts).
+    last_message_num: Option<u64>,
     timeout_ms: i32,
     _heartbeat: Option<Heartbeat>,
 }
@@ -282,6 +286,7 @@ impl OpenEphysSource {
                 channels_checked: false,
                 slot,
                 published: false,
+                restart_pending: false,
             }))
         };
         Ok(Self {
@@ -293,6 +298,7 @@ impl OpenEphysSource {
             mode,
             stall: Duration::from_millis(cfg.stall_ms),
             last_t_ns: 0,
+            last_message_num: None,
             timeout_ms: -1,
             _heartbeat: heartbeat,
         })
@@ -339,6 +345,13 @@ impl OpenEphysSource {
             Err(HeaderProblem::BadJson) => return sink.drop_one(DropReason::BadJson),
             Err(HeaderProblem::MissingField) => return sink.drop_one(DropReason::MissingField),
         };
+        if let Some(m) = h.message_num {
+            if self.last_message_num.is_some_and(|last| m < last) {
+                warn!(message_num = m, "Open Ephys message numbers started over: acquisition restarted.");
+                restart_stream(&mut self.mode, sink);
+            }
+            self.last_message_num = Some(m);
+        }
         let t_ns = h.timestamp.filter(|t| t.is_finite() && *t >= 0.0).map(|t| (t * 1e6) as u64).unwrap_or(0);
         let ctx = MsgCtx { t_ns, recv_at };
         self.last_t_ns = t_ns;
@@ -348,6 +361,16 @@ impl OpenEphysSource {
             (false, "event") => on_event(&self.mode, &h, payload, sink),
             _ => sink.drop_one(DropReason::UnknownEnvelope),
         }
+    }
+}
+
+/// Acquisition restarted: the engine starts a new stream, and the next
+/// block or event sets the sample position again (thresholds are kept).
+fn restart_stream(mode: &mut Mode, sink: &mut dyn Sink) {
+    sink.restart();
+    match mode {
+        Mode::Voltage(v) => v.restart_pending = true,
+        Mode::Spikes(b) => b.restart(),
     }
 }
 
@@ -490,8 +513,11 @@ impl Voltage {
             return Err(DropReason::TooLarge);
         }
         let base = al.base();
-        if sample_num < base && (sample_num == 0 || base - sample_num > al.capacity()) {
-            warn!(sample_num, expected = base, "Open Ephys sample numbers went back; treating it as a restart.");
+        if std::mem::take(&mut self.restart_pending) {
+            al.restart(sample_num);
+        } else if sample_num + al.capacity() < base {
+            // Far behind what every channel delivered: a restart whose message numbers we missed.
+            warn!(sample_num, expected = base, "Open Ephys sample numbers went far back; treating it as a restart.");
             sink.restart();
             al.restart(sample_num);
         }
