@@ -22,7 +22,7 @@ fn assert_matches(got: &[Received], want: &Matrix) {
         assert_eq!(r.seq, i as u64, "outputs in seq order");
         for (j, v) in r.values.iter().enumerate() {
             let w = want.get(i, j);
-            assert!((v - w).abs() <= 1e-5 * w.abs().max(1.0), "seq {i} dim {j}: live {v} vs offline {w}");
+            assert_eq!(v.to_bits(), w.to_bits(), "seq {i} dim {j}: live {v} vs offline {w} (bit for bit)");
         }
     }
 }
@@ -67,10 +67,26 @@ fn live_decoding_equals_offline_eval_one_output_per_bin_in_order() {
     assert_eq!(got_err[1..], want[1..]);
 }
 
+/// Gaps are imputed exactly as offline decoding imputes the same missing
+/// bins, bit for bit, whatever the model's smoothing.
 #[test]
 fn dropped_seqs_are_imputed_and_flagged() {
+    use alternator::model::spec::Smoothing;
+    let (demo_model, _) = demo(1);
+    for smoothing in [
+        demo_model.model.spec.smoothing.clone(),
+        Smoothing::None,
+        Smoothing::Exponential { tau_bins: 3.0 },
+        Smoothing::HalfGaussian { sigma_bins: 2.0 },
+    ] {
+        let (mut mf, rec) = demo(600);
+        mf.model.spec.smoothing = smoothing.clone();
+        imputed_gaps_match_offline(mf, rec);
+    }
+}
+
+fn imputed_gaps_match_offline(mf: alternator::model::ModelFile, rec: Recording) {
     let dir = tempfile::tempdir().unwrap();
-    let (mf, rec) = demo(600);
     let mut rig = Rig::start(&config(dir.path()), mf.clone());
     let stop = AtomicBool::new(false);
     let opts = ReplayOptions { speed: None, drop_every: Some(7), ..ReplayOptions::default() };
