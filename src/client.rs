@@ -9,7 +9,7 @@ use anyhow::Context;
 
 use crate::matrix::Matrix;
 use crate::replay::monotonic_ns;
-use crate::wire::{Frame, FLAG_IMPUTED};
+use crate::wire::{Frame, FLAG_IMPUTED, FLAG_STALE};
 
 /// One received output frame.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,7 +23,8 @@ pub struct Received {
     pub e2e_ns: u64,
 }
 
-/// Subscribes to `endpoint` and collects decoded frames on a thread until
+/// Subscribes to `endpoint` and collects decoded frames (one per timestep;
+/// the watchdog's stale frames are skipped) on a thread until
 /// `stop` is set. Prints every `print_every`-th seq (0 = never), next to
 /// `truth` when given.
 pub fn collect_outputs(
@@ -55,6 +56,9 @@ pub fn collect_outputs(
                 continue;
             }
             let Ok(f) = Frame::parse(&parts[1], 1 << 20) else { continue };
+            if f.header.flags & FLAG_STALE != 0 {
+                continue; // the watchdog's safe output while input is stopped, not a timestep
+            }
             let mut v = vec![0f32; f.header.channels as usize];
             if f.sample(0, &mut v).is_err() {
                 continue;

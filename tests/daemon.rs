@@ -591,3 +591,48 @@ fn a_damaged_models_directory_falls_back_to_a_usable_generation() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("ERROR") && err.contains("LIVE") && err.contains("generation 2"), "{err}");
 }
+
+/// When input stops, stale frames (flag 4) with the safe output come at the
+/// bin rate after the timeout; they stop when input returns.
+#[test]
+fn the_watchdog_publishes_a_safe_output_while_input_is_stopped() {
+    use alternator::wire::{Frame, FLAG_STALE};
+    let dir = tempfile::tempdir().unwrap();
+    let (mf, rec) = demo(60);
+    let cfg = config(dir.path()); // 20 ms bins: timeout 100 ms, safe output "zero"
+    let mut rig = Rig::start(&cfg, mf);
+    let raw = rig.ctx.socket(zmq::SUB).unwrap();
+    raw.connect(&rig.daemon.publish_endpoint).unwrap();
+    raw.set_subscribe(b"").unwrap();
+    raw.set_rcvtimeo(50).unwrap();
+    let started = Instant::now();
+    while raw.recv_multipart(zmq::DONTWAIT).is_err() && started.elapsed() < Duration::from_millis(300) {
+        std::thread::sleep(Duration::from_millis(10)); // let the raw subscriber join
+    }
+    let stop = AtomicBool::new(false);
+    rig.publisher
+        .replay(&rec.slice_bins(0, 30), &ReplayOptions { speed: None, ..ReplayOptions::default() }, &stop)
+        .unwrap();
+    rig.wait_outputs(30);
+    let silent = Instant::now();
+    let mut stale = Vec::new();
+    while silent.elapsed() < Duration::from_millis(600) {
+        if let Ok(parts) = raw.recv_multipart(0) {
+            let f = Frame::parse(&parts[1], 1 << 20).unwrap();
+            if f.header.flags & FLAG_STALE != 0 {
+                let mut v = vec![1f32; f.header.channels as usize];
+                f.sample(0, &mut v).unwrap();
+                stale.push((f.header.seq, v));
+            }
+        }
+    }
+    // Input stopped ~200 ms (wait_outputs) before this 600 ms window; after the
+    // 100 ms timeout one frame per 20 ms bin: ~35, with slack for a loaded machine.
+    assert!(stale.len() >= 10 && stale.len() <= 45, "{} stale frames", stale.len());
+    assert!(stale.iter().all(|(seq, v)| *seq == 29 && v.iter().all(|x| *x == 0.0)), "{stale:?}");
+    let n = rig.daemon.counters.snapshot().stale_outputs;
+    assert!(n >= stale.len() as u64, "counted {n}");
+    let (summary, got) = rig.finish();
+    assert_eq!(got.len(), 30, "stale frames are not timesteps");
+    assert_eq!(summary.counters.bins_out, 30);
+}

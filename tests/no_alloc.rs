@@ -101,6 +101,13 @@ fn the_daemons_per_bin_path_does_not_allocate() {
         swap_state: alternator::daemon::config::SwapState::Carry,
         rewarm_bins: 50,
         track_prediction: true,
+        watchdog: alternator::daemon::watchdog::WatchdogSettings {
+            enabled: true,
+            timeout: Duration::from_secs(3600),
+            period: Duration::from_millis(20),
+            safe_output: alternator::daemon::config::SafeOutput::Decay,
+            decay_tau: Duration::from_millis(200),
+        },
     };
     let slot = RecordSlot::new(Some(RecorderLink { full_tx, free_rx }));
     let kernel = Box::new(StepKernel::new(mf.model.clone()));

@@ -37,6 +37,38 @@ pub struct ServeConfig {
     pub retrain: RetrainSection,
     /// Control socket (status queries, retrain requests).
     pub control: ControlSection,
+    /// Safe output when input stops.
+    pub watchdog: WatchdogSection,
+}
+
+/// What the effector gets when input stops: after `timeout_ms` without an
+/// input bin, a frame flagged stale at the bin rate with a safe output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WatchdogSection {
+    /// Publish stale frames at all.
+    pub enabled: bool,
+    /// Silence that counts as stale (ms); 0 = 5 bin widths (`record.bin_seconds`).
+    pub timeout_ms: u64,
+    /// `hold` the last output, `zero`, or `decay` it to zero.
+    pub safe_output: SafeOutput,
+    /// Time constant of `decay` (ms).
+    pub decay_tau_ms: f64,
+}
+
+impl Default for WatchdogSection {
+    fn default() -> Self {
+        Self { enabled: true, timeout_ms: 0, safe_output: SafeOutput::Zero, decay_tau_ms: 200.0 }
+    }
+}
+
+/// The values of a stale frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SafeOutput {
+    Hold,
+    Zero,
+    Decay,
 }
 
 /// The control socket: a ZeroMQ REP socket answering one-line commands
@@ -238,6 +270,9 @@ impl ServeConfig {
         }
         if self.decode.swap_state == SwapState::Rewarm && self.decode.rewarm_bins == 0 {
             e.push("decode.rewarm_bins: must be > 0 when decode.swap_state = \"rewarm\"".into());
+        }
+        if !(self.watchdog.decay_tau_ms > 0.0 && self.watchdog.decay_tau_ms.is_finite()) {
+            e.push(format!("watchdog.decay_tau_ms: {} must be > 0", self.watchdog.decay_tau_ms));
         }
         if self.decode.rewarm_bins > MAX_REWARM_BINS {
             e.push(format!(

@@ -17,10 +17,11 @@ use super::config::SwapState;
 use super::record_link::RecordSlot;
 use super::sequencer::{Sequencer, Verdict};
 use super::stats::{LoopCounters, StatsClock};
+use super::watchdog::{Watchdog, WatchdogSettings};
 use crate::ingest::{RigEvent, Sink};
 use crate::model::StepKernel;
 use crate::publish::ZmqPublisher;
-use crate::wire::{DropReason, FLAG_IMPUTED, FLAG_RESET};
+use crate::wire::{DropReason, FLAG_IMPUTED, FLAG_RESET, FLAG_STALE};
 
 /// Settings of the engine (from the config).
 #[derive(Debug, Clone)]
@@ -30,6 +31,7 @@ pub struct EngineSettings {
     pub swap_state: SwapState,
     pub rewarm_bins: usize,
     pub track_prediction: bool,
+    pub watchdog: WatchdogSettings,
 }
 
 /// Result of a swap request.
@@ -93,6 +95,7 @@ pub struct Engine {
     rec: RecordSlot,
     stats: StatsClock,
     reset_log: ResetLog,
+    watchdog: Watchdog,
 }
 
 fn unix_now_ns() -> u64 {
@@ -118,6 +121,7 @@ impl Engine {
             rec,
             stats: StatsClock::new(set.stats_interval, &counters),
             reset_log: ResetLog { last: None, suppressed: 0 },
+            watchdog: Watchdog::new(set.watchdog.clone(), d),
             set,
             kernel,
             model_id,
@@ -160,8 +164,14 @@ impl Engine {
         SwapOutcome::Swapped { previous }
     }
 
-    /// Between messages: hand over an old record batch, log stats when due.
+    /// Between messages: a stale frame when input stopped, hand over an old
+    /// record batch, log stats when due.
     pub fn housekeeping(&mut self, now: Instant) {
+        if let Some(f) = self.watchdog.due(now) {
+            if self.out.send(f.seq, f.t_ns, FLAG_STALE, f.values) {
+                LoopCounters::add(&self.counters.stale_outputs, 1);
+            }
+        }
         self.rec.flush_if_old(&self.counters, now);
         self.stats.maybe_log(now, &self.counters, &self.model_id, false);
     }
@@ -229,6 +239,7 @@ impl Engine {
         if self.out.send(seq, t_ns, flags, &self.out_buf) {
             LoopCounters::add(&self.counters.bins_out, 1);
         }
+        self.watchdog.output(&self.out_buf);
         self.rec.output(&self.counters, &self.out_buf, seq, flags, now);
     }
 }
@@ -239,6 +250,7 @@ impl Sink for Engine {
     }
 
     fn timestep(&mut self, seq: u64, t_ns: u64, values: &[f32], recv_at: Instant) {
+        self.watchdog.input(recv_at, seq, t_ns);
         if !self.admit(seq, t_ns, recv_at) {
             return;
         }

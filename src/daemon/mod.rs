@@ -17,6 +17,7 @@ pub mod recorder;
 pub mod retrain;
 pub mod sequencer;
 pub mod stats;
+pub mod watchdog;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -32,6 +33,7 @@ use engine::{Engine, EngineSettings};
 use record_link::{RecordSlot, RecorderLink};
 use recorder::{ClosedSession, RecordBatch, Recorder, SessionInfo};
 use stats::LoopCounters;
+use watchdog::WatchdogSettings;
 
 use crate::ingest::{FrontendSlot, IngestError, Source};
 use crate::model::{ModelFile, StepKernel};
@@ -143,6 +145,19 @@ fn engine_settings(cfg: &ServeConfig) -> EngineSettings {
         swap_state: cfg.decode.swap_state,
         rewarm_bins: cfg.decode.rewarm_bins,
         track_prediction: cfg.decode.track_prediction,
+        watchdog: watchdog_settings(cfg),
+    }
+}
+
+fn watchdog_settings(cfg: &ServeConfig) -> WatchdogSettings {
+    let bin = Duration::from_secs_f64(cfg.record.bin_seconds);
+    let w = &cfg.watchdog;
+    WatchdogSettings {
+        enabled: w.enabled,
+        timeout: if w.timeout_ms == 0 { bin * 5 } else { Duration::from_millis(w.timeout_ms) },
+        period: bin,
+        safe_output: w.safe_output,
+        decay_tau: Duration::from_secs_f64(w.decay_tau_ms / 1e3),
     }
 }
 

@@ -28,6 +28,8 @@ pub struct LoopCounters {
     pub behavior_in: AtomicU64,
     /// TTL events received from the rig.
     pub events_in: AtomicU64,
+    /// Stale frames published by the watchdog (input had stopped).
+    pub stale_outputs: AtomicU64,
     /// Items the recorder could not take (queue full) — data loss.
     pub record_lost: AtomicU64,
     /// Models swapped in.
@@ -47,6 +49,7 @@ pub struct CounterSnapshot {
     pub resets: u64,
     pub behavior_in: u64,
     pub events_in: u64,
+    pub stale_outputs: u64,
     pub record_lost: u64,
     pub swaps: u64,
     pub swaps_refused: u64,
@@ -87,6 +90,7 @@ impl LoopCounters {
             resets: g(&self.resets),
             behavior_in: g(&self.behavior_in),
             events_in: g(&self.events_in),
+            stale_outputs: g(&self.stale_outputs),
             record_lost: g(&self.record_lost),
             swaps: g(&self.swaps),
             swaps_refused: g(&self.swaps_refused),

@@ -33,6 +33,10 @@ pub const HEADER_LEN: usize = 32;
 pub const FLAG_IMPUTED: u16 = 1;
 /// Output flag bit 1: first output after the decoder state was reset.
 pub const FLAG_RESET: u16 = 2;
+/// Output flag bit 2: no input for longer than the watchdog's timeout; the
+/// values are the configured safe output, not a decoded timestep (a
+/// compatible extension of version 1: older readers see a reserved bit).
+pub const FLAG_STALE: u16 = 4;
 
 /// Ingest topic carrying observations (binned spike counts or features).
 pub const TOPIC_SPIKES: &[u8] = b"spikes";
