@@ -566,3 +566,34 @@ fn simulated_reach_neurons_lead_speed() {
     assert!((-5..=-3).contains(&best), "population-speed correlation peaks at {best} bins (r = {r})");
     assert!(corr(best) > corr(-best) + 0.05, "no clear lead: {} vs {}", corr(best), corr(-best));
 }
+
+/// Truncated and random-byte files given to `train`, `eval` and `replay`
+/// fail with exit code 1 and a message naming the file; nothing panics.
+#[test]
+fn truncated_and_random_files_are_refused_by_every_command_with_their_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = std::fs::read("recordings/demo-test.h5").unwrap();
+    let truncated = dir.path().join("truncated.h5");
+    std::fs::write(&truncated, &whole[..whole.len() / 3]).unwrap();
+    let random = dir.path().join("random.h5");
+    let mut rng = alternator::rng::Rng::new(5);
+    std::fs::write(&random, (0..100_000).map(|_| (rng.uniform() * 256.0) as u8).collect::<Vec<u8>>()).unwrap();
+    let header_only = dir.path().join("header-only.h5");
+    std::fs::write(&header_only, &whole[..4096]).unwrap();
+    for bad in [&truncated, &random, &header_only] {
+        let p = bad.to_str().unwrap();
+        let out_model = dir.path().join("m.safetensors");
+        let runs: [Vec<&str>; 3] = [
+            vec!["train", "--data", p, "--out", out_model.to_str().unwrap()],
+            vec!["eval", "--model", "recordings/demo-model.safetensors", "--data", p],
+            vec!["replay", p, "--endpoint", "tcp://127.0.0.1:1", "--max"],
+        ];
+        for args in runs {
+            let out = Command::new(env!("CARGO_BIN_EXE_alternator")).args(&args).output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+            assert!(err.contains(p), "{args:?} does not name the file: {err}");
+            assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+        }
+    }
+}
