@@ -636,3 +636,70 @@ fn the_watchdog_publishes_a_safe_output_while_input_is_stopped() {
     assert_eq!(got.len(), 30, "stale frames are not timesteps");
     assert_eq!(summary.counters.bins_out, 30);
 }
+
+/// A full disk while recording (a 2 MiB tmpfs): decoding and publishing go
+/// on, the loss is counted and logged at ERROR once, the file written so far
+/// stays readable, and recording resumes in a new file once space is back.
+#[test]
+fn a_full_disk_loses_only_what_cannot_be_written_and_recording_resumes() {
+    if is_not_root() {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("small");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let st = Command::new("mount").args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"]).arg(&mnt).status().unwrap();
+    assert!(st.success(), "mount tmpfs");
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(mnt.clone());
+    let filler = mnt.join("filler");
+    std::fs::write(&filler, vec![0u8; 1_200_000]).unwrap();
+
+    let (_, rec) = demo(4000);
+    let mut serve = spawn_serve(&mnt, &[]);
+    let ctx = zmq::Context::new();
+    wait_status(&ctx, &serve.control, |v| v["ok"] == true);
+    let mut p = Publisher::new(&ctx, &serve.ingest, false).unwrap();
+    p.wait_for_subscriber(Duration::from_secs(10)).unwrap();
+    let stop = AtomicBool::new(false);
+    // Bins [from, to) with seqs from `from` (half-bin margins against rounding).
+    let opts = |from: u64, to: u64| ReplayOptions {
+        speed: None,
+        from_s: (from as f64 - 0.5).max(0.0) * rec.bin_seconds,
+        to_s: Some((to as f64 - 0.5) * rec.bin_seconds),
+        first_seq: from,
+        ..ReplayOptions::default()
+    };
+    p.replay(&rec, &opts(0, 3000), &stop).unwrap();
+    let st = wait_status(&ctx, &serve.control, |v| v["counters"]["bins_out"] == 3000);
+    assert!(st["counters"]["record_lost"].as_u64().unwrap() > 0, "the disk did not fill: {st}");
+    std::fs::remove_file(&filler).unwrap();
+    std::thread::sleep(Duration::from_millis(2500)); // the recorder retries a new file every 2 s
+    p.replay(&rec, &opts(3000, 4000), &stop).unwrap();
+    let st = wait_status(&ctx, &serve.control, |v| v["counters"]["bins_out"] == 4000);
+    assert_eq!(st["counters"]["bins_in"], 4000, "decoding went on through the failure");
+    let out = sigterm(&mut serve.child);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("Recording failed").count(), 1, "one ERROR per incident: {err}");
+
+    let files = session_files(&mnt);
+    assert!(files.len() >= 2, "recording did not resume in a new file: {files:?}");
+    let first =
+        Recording::read(&files[0], &ReadOptions::default()).expect("the file written before the failure is readable");
+    assert!(first.n_bins() > 0 && first.n_bins() < 3000, "{}", first.n_bins());
+    let last = Recording::read(files.last().unwrap(), &ReadOptions::default()).unwrap();
+    let seqs: Vec<u64> =
+        hdf5_metno::File::open(files.last().unwrap()).unwrap().dataset("seq").unwrap().read_raw().unwrap();
+    assert_eq!(seqs.last().copied(), Some(3999), "the bins after recovery are recorded");
+    assert_eq!(last.spikes.row(last.n_bins() - 1), rec.spikes.row(3999));
+}
+
+fn is_not_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() != "0").unwrap_or(true)
+}

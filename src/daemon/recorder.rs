@@ -338,6 +338,18 @@ impl SessionFile {
     }
 }
 
+/// Free space kept on the recording disk so that a file can always be closed readable.
+const DISK_RESERVE_BYTES: u64 = 256 << 10;
+
+/// A new session file is tried at most this often while recording fails.
+const OPEN_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A recording failure in progress: since when, and how much it lost.
+struct Outage {
+    since: Instant,
+    lost: u64,
+}
+
 /// A session file the recorder closed.
 #[derive(Debug, Clone)]
 pub struct ClosedSession {
@@ -354,6 +366,8 @@ pub struct Recorder {
     current: Option<SessionFile>,
     file_index: usize,
     failed_open_at: Option<Instant>,
+    /// The recording failure in progress, if any.
+    outage: Option<Outage>,
     closed: Vec<ClosedSession>,
     /// Notified of every closed file (retraining picks labelled sessions up).
     closed_tx: Option<Sender<ClosedSession>>,
@@ -377,6 +391,7 @@ impl Recorder {
             current: None,
             file_index: 0,
             failed_open_at: None,
+            outage: None,
             closed: Vec::new(),
             closed_tx,
             rotate_requested,
@@ -400,6 +415,9 @@ impl Recorder {
                     }
                     self.closed.push(c);
                 }
+                Err(e) if self.outage.is_some() => {
+                    warn!(error = %e, "Session file closed during a recording failure; it holds the batches written before it.")
+                }
                 Err(e) => {
                     error!(error = %e, "Session file could not be finalised; its bins are on disk but the aligned behaviour is missing.")
                 }
@@ -407,52 +425,117 @@ impl Recorder {
         }
     }
 
-    /// Writes one batch, rotating files as needed. Failures are logged as
-    /// ERROR and counted as lost; the next batch tries a fresh file.
+    /// Writes one batch, rotating files as needed. A failure (disk full, a
+    /// write error) starts an incident: logged at ERROR once, the file is
+    /// closed (readable up to its last good batch), and every item until
+    /// writing works again is counted as lost; a fresh file is tried at most
+    /// every few seconds, and the recovery is logged with the loss.
     pub fn write(&mut self, b: &RecordBatch) {
         if b.is_empty() {
             return;
         }
-        let requested = self.rotate_requested.swap(false, Ordering::Relaxed);
-        let rotate = match &self.current {
-            Some(f) => {
-                requested
-                    || b.starts_new_stream
-                    || f.opened.elapsed().as_secs() >= self.cfg.rotate_seconds
-                    || f.bytes >= self.cfg.rotate_bytes
-            }
-            None => false,
-        };
-        if rotate {
+        if self.must_rotate(b) {
             self.close_current();
         }
-        if self.current.is_none() {
-            // After a failed open, retry at most every few seconds (no log storm).
-            if self.failed_open_at.map(|t| t.elapsed().as_secs() < 5).unwrap_or(false) {
-                LoopCounters::add(&self.counters.record_lost, b.items() as u64);
-                return;
-            }
-            let path = self.next_path();
-            match SessionFile::open(&path, &self.cfg, &self.info) {
-                Ok(f) => {
-                    info!(path = %path.display(), "Session file opened.");
-                    self.current = Some(f);
-                    self.failed_open_at = None;
-                }
-                Err(e) => {
-                    self.failed_open_at = Some(Instant::now());
-                    error!(path = %path.display(), error = %e, lost_bins = b.in_seq.len(), "Cannot open a session file; these bins are lost.");
-                    LoopCounters::add(&self.counters.record_lost, b.items() as u64);
-                    return;
-                }
-            }
+        if let Err(why) = self.room_for(b) {
+            let path = self.current.as_ref().map(|f| f.w.path().to_path_buf()).unwrap_or_else(|| self.cfg.dir.clone());
+            self.incident(&path, &why, "the disk is (nearly) full; the file is closed at its last good batch");
+            self.lose(b);
+            self.close_current();
+            return;
         }
-        if let Some(f) = self.current.as_mut() {
-            if let Err(e) = f.write(b) {
-                error!(path = %f.w.path().display(), error = %e, lost_bins = b.in_seq.len(), "Writing the session file failed; starting a new file.");
-                LoopCounters::add(&self.counters.record_lost, b.items() as u64);
+        if self.current.is_none() && !self.open_next() {
+            self.lose(b);
+            return;
+        }
+        let Some(f) = self.current.as_mut() else { return };
+        match f.write(b) {
+            Ok(()) => self.recovered(),
+            Err(e) => {
+                let path = f.w.path().to_path_buf();
+                self.incident(&path, &e, "writing the session file failed; it is closed at its last good batch");
+                self.lose(b);
                 self.close_current();
             }
+        }
+    }
+
+    /// Refuses a batch the disk cannot take with room to spare: HDF5 does
+    /// not survive running out of space mid-write (the file becomes
+    /// unreadable), so the file is closed while closing still fits.
+    fn room_for(&self, b: &RecordBatch) -> Result<(), RecordingError> {
+        let Ok(free) = super::os::free_bytes(&self.cfg.dir) else {
+            return Ok(()); // cannot tell: let the write itself report
+        };
+        let need = RecordBatch::bytes(b.in_seq.len().max(b.out_seq.len()), self.info.channels, self.info.out_dim)
+            as u64
+            + DISK_RESERVE_BYTES;
+        if free >= need {
+            return Ok(());
+        }
+        Err(RecordingError::Io {
+            path: self.cfg.dir.clone(),
+            context: "checking free space".into(),
+            source: std::io::Error::other(format!(
+                "{free} bytes free; a batch needs {need} with the reserve kept for closing files"
+            )),
+        })
+    }
+
+    fn must_rotate(&mut self, b: &RecordBatch) -> bool {
+        let requested = self.rotate_requested.swap(false, Ordering::Relaxed);
+        self.current.as_ref().is_some_and(|f| {
+            requested
+                || b.starts_new_stream
+                || f.opened.elapsed().as_secs() >= self.cfg.rotate_seconds
+                || f.bytes >= self.cfg.rotate_bytes
+        })
+    }
+
+    /// Opens the next session file; false while recording is failing and
+    /// the retry interval has not passed, or if the open fails.
+    fn open_next(&mut self) -> bool {
+        if self.failed_open_at.is_some_and(|t| t.elapsed() < OPEN_RETRY) {
+            return false;
+        }
+        let path = self.next_path();
+        match SessionFile::open(&path, &self.cfg, &self.info) {
+            Ok(f) => {
+                info!(path = %path.display(), "Session file opened.");
+                self.current = Some(f);
+                self.failed_open_at = None;
+                true
+            }
+            Err(e) => {
+                self.failed_open_at = Some(Instant::now());
+                self.incident(&path, &e, "cannot open a session file");
+                false
+            }
+        }
+    }
+
+    fn lose(&mut self, b: &RecordBatch) {
+        LoopCounters::add(&self.counters.record_lost, b.items() as u64);
+        if let Some(o) = self.outage.as_mut() {
+            o.lost += b.items() as u64;
+        }
+    }
+
+    /// Logs the first failure of an incident at ERROR; later ones are only counted.
+    fn incident(&mut self, path: &Path, e: &RecordingError, what: &str) {
+        if self.outage.is_none() {
+            error!(path = %path.display(), error = %e, "Recording failed: {what}. Decoding continues; items are counted as lost until writing works again (logged once).");
+            self.outage = Some(Outage { since: Instant::now(), lost: 0 });
+        }
+    }
+
+    fn recovered(&mut self) {
+        if let Some(o) = self.outage.take() {
+            warn!(
+                lost_items = o.lost,
+                outage_s = format!("{:.1}", o.since.elapsed().as_secs_f64()),
+                "Recording works again; the items of the outage were not recorded."
+            );
         }
     }
 
