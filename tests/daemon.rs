@@ -703,3 +703,35 @@ fn a_full_disk_loses_only_what_cannot_be_written_and_recording_resumes() {
 fn is_not_root() -> bool {
     Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() != "0").unwrap_or(true)
 }
+
+/// Binding beyond loopback is refused at start unless allowed, naming the field.
+#[test]
+fn a_non_loopback_bind_needs_allow_remote() {
+    let out = Command::new(env!("CARGO_BIN_EXE_alternator"))
+        .args(["serve", "--model", MODEL, "--no-record", "--publish", &format!("tcp://0.0.0.0:{}", free_port())])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(err.contains("publish.endpoint") && err.contains("publish.allow_remote"), "{err}");
+}
+
+/// With `allow_ips`, connections from other addresses are refused by the
+/// ZAP handler and counted; a listed source address gets through.
+#[test]
+fn allow_ips_refuses_other_addresses_and_counts_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mf, _) = demo(1);
+    let mut cfg = config(dir.path());
+    cfg.control.endpoint = format!("tcp://127.0.0.1:{}", free_port());
+    cfg.control.allow_ips = vec!["127.0.0.2".into()];
+    let daemon = Daemon::start(&cfg, mf, &zmq::Context::new()).unwrap();
+    let ctx = zmq::Context::new();
+    let refused = control::request(&ctx, &cfg.control.endpoint, "status", 500);
+    assert!(refused.is_err(), "127.0.0.1 is not in allow_ips: {refused:?}");
+    let port = cfg.control.endpoint.rsplit(':').next().unwrap();
+    let from_listed = format!("tcp://127.0.0.2:0;127.0.0.1:{port}");
+    let st = control::request(&ctx, &from_listed, "status", 2000).expect("127.0.0.2 is allowed");
+    assert!(st["counters"]["connections_refused"].as_u64().unwrap() >= 1, "{st}");
+    drop(daemon);
+}

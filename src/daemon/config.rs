@@ -11,6 +11,7 @@ use crate::ingest::check_endpoint;
 pub use crate::ingest::IngestSection;
 use crate::model::train::TrainConfig;
 pub use crate::publish::PublishSection;
+use crate::transport::Access;
 
 /// Upper bound of `decode.rewarm_bins`: re-warming runs between two bins.
 pub const MAX_REWARM_BINS: usize = 2000;
@@ -80,11 +81,28 @@ pub struct ControlSection {
     pub enabled: bool,
     /// ZeroMQ endpoint (always bound).
     pub endpoint: String,
+    /// Allow binding beyond loopback (other machines can connect).
+    pub allow_remote: bool,
+    /// Only these addresses may connect (empty = anyone who can reach the endpoint).
+    pub allow_ips: Vec<String>,
+}
+
+impl ControlSection {
+    /// Who may connect (for validation and the ZAP allowlist).
+    pub fn access(&self) -> Access<'_> {
+        Access {
+            prefix: "control.",
+            endpoint: &self.endpoint,
+            bind: true,
+            allow_remote: self.allow_remote,
+            allow_ips: &self.allow_ips,
+        }
+    }
 }
 
 impl Default for ControlSection {
     fn default() -> Self {
-        Self { enabled: true, endpoint: "tcp://127.0.0.1:5557".into() }
+        Self { enabled: true, endpoint: "tcp://127.0.0.1:5557".into(), allow_remote: false, allow_ips: Vec::new() }
     }
 }
 
@@ -320,6 +338,7 @@ impl ServeConfig {
         }
         if self.control.enabled {
             check_endpoint(e, "control.endpoint", &self.control.endpoint);
+            e.extend(self.control.access().problems());
             if ingest.contains(&self.control.endpoint) || self.control.endpoint == self.publish.endpoint {
                 e.push(format!(
                     "control.endpoint: {:?} is already used by ingest or publish; expected its own endpoint",

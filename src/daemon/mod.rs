@@ -19,6 +19,7 @@ pub mod sequencer;
 pub mod stats;
 pub mod watchdog;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -38,6 +39,7 @@ use watchdog::WatchdogSettings;
 use crate::ingest::{FrontendSlot, IngestError, Source};
 use crate::model::{ModelFile, StepKernel};
 use crate::publish::ZmqPublisher;
+use crate::transport::zap::ZapHandler;
 use crate::transport::{open_socket, SocketError};
 
 /// Rows per record batch.
@@ -66,6 +68,8 @@ impl DaemonError {
 
 /// A running daemon.
 pub struct Daemon {
+    /// Enforces `allow_ips` while the daemon runs (dropped with it).
+    _zap: Option<ZapHandler>,
     shutdown: Arc<AtomicBool>,
     decode: Option<JoinHandle<LoopSummary>>,
     recorder: Option<JoinHandle<Vec<ClosedSession>>>,
@@ -175,6 +179,25 @@ fn spawn_decode(lp: DecodeLoop, core: Option<usize>) -> Result<JoinHandle<LoopSu
         .map_err(|source| DaemonError::Thread { name: "decode-loop", source })
 }
 
+/// ZAP domain of the control socket (its `allow_ips`).
+const CONTROL_ZAP_DOMAIN: &str = "control";
+
+/// The allowlist of every socket that has one, by ZAP domain.
+fn allowlists(cfg: &ServeConfig) -> HashMap<String, Vec<std::net::IpAddr>> {
+    let mut m = HashMap::new();
+    if cfg.ingest.kind() == Some(crate::ingest::IngestKind::ProtocolV1) && !cfg.ingest.protocol_v1.allow_ips.is_empty()
+    {
+        m.insert(crate::ingest::protocol_v1::ZAP_DOMAIN.to_string(), cfg.ingest.protocol_v1.access("").allowed());
+    }
+    if !cfg.publish.allow_ips.is_empty() {
+        m.insert(crate::publish::ZAP_DOMAIN.to_string(), cfg.publish.access().allowed());
+    }
+    if cfg.control.enabled && !cfg.control.allow_ips.is_empty() {
+        m.insert(CONTROL_ZAP_DOMAIN.to_string(), cfg.control.access().allowed());
+    }
+    m
+}
+
 /// Sockets the daemon owns, all bound or connected before any thread starts.
 struct Sockets {
     source: Box<dyn Source>,
@@ -192,7 +215,13 @@ fn open_sockets(
     let source = crate::ingest::open(&cfg.ingest, &cfg.frontend, ctx, channels, cfg.record.bin_seconds, frontend)?;
     let out = ZmqPublisher::open(&cfg.publish, ctx, out_dim)?;
     let control = if cfg.control.enabled {
-        Some(open_socket(ctx, zmq::REP, &cfg.control.endpoint, true, |_| Ok(()))?)
+        Some(open_socket(ctx, zmq::REP, &cfg.control.endpoint, true, |s| {
+            if cfg.control.allow_ips.is_empty() {
+                Ok(())
+            } else {
+                s.set_zap_domain(CONTROL_ZAP_DOMAIN)
+            }
+        })?)
     } else {
         None
     };
@@ -204,11 +233,17 @@ impl Daemon {
     /// runs), then starts the recorder, the decode loop, the retrainer (if
     /// configured) and the control thread.
     pub fn start(cfg: &ServeConfig, model: ModelFile, ctx: &zmq::Context) -> Result<Daemon, DaemonError> {
+        let counters = Arc::new(LoopCounters::default());
+        let lists = allowlists(cfg);
+        let zap = if lists.is_empty() {
+            None
+        } else {
+            Some(ZapHandler::start(ctx, lists, counters.connections_refused.clone())?)
+        };
         let frontend = FrontendSlot::default();
         let socks = open_sockets(cfg, &model, ctx, frontend.clone())?;
         let ingest_endpoint = socks.source.endpoint().to_string();
         let publish_endpoint = socks.out.endpoint().to_string();
-        let counters = Arc::new(LoopCounters::default());
         let shutdown = Arc::new(AtomicBool::new(false));
         let (closed_tx, closed_rx) = bounded::<ClosedSession>(1024);
         let rotate = Arc::new(AtomicBool::new(false));
@@ -258,6 +293,7 @@ impl Daemon {
         info!(source = %cfg.ingest.kind, ingest = %ingest_endpoint, publish = %publish_endpoint, model = %model.meta.id,
             channels = model.model.spec.channels, outputs = model.model.spec.dz, recording = cfg.record.enabled, "Daemon started.");
         Ok(Daemon {
+            _zap: zap,
             shutdown,
             decode: Some(decode),
             recorder,

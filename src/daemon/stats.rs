@@ -5,6 +5,7 @@
 //! (no allocation, no locks); readers take snapshots whenever they like.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,8 @@ pub struct LoopCounters {
     pub events_in: AtomicU64,
     /// Stale frames published by the watchdog (input had stopped).
     pub stale_outputs: AtomicU64,
+    /// Connections refused because their address is not in `allow_ips`.
+    pub connections_refused: Arc<AtomicU64>,
     /// Items the recorder could not take (queue full) — data loss.
     pub record_lost: AtomicU64,
     /// Models swapped in.
@@ -50,6 +53,7 @@ pub struct CounterSnapshot {
     pub behavior_in: u64,
     pub events_in: u64,
     pub stale_outputs: u64,
+    pub connections_refused: u64,
     pub record_lost: u64,
     pub swaps: u64,
     pub swaps_refused: u64,
@@ -91,6 +95,7 @@ impl LoopCounters {
             behavior_in: g(&self.behavior_in),
             events_in: g(&self.events_in),
             stale_outputs: g(&self.stale_outputs),
+            connections_refused: g(&self.connections_refused),
             record_lost: g(&self.record_lost),
             swaps: g(&self.swaps),
             swaps_refused: g(&self.swaps_refused),

@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::{check_endpoint, Sink, Source, SourceError, BEHAVIOR_MAX_DIMS};
-use crate::transport::{open_socket, SocketError};
+use crate::transport::{open_socket, Access, SocketError};
+
+/// ZAP domain of the ingest socket (its `allow_ips`).
+pub const ZAP_DOMAIN: &str = "ingest";
 use crate::wire::{DropReason, Frame};
 
 /// `[ingest.protocol_v1]`.
@@ -34,6 +37,10 @@ pub struct ProtocolV1Section {
     pub max_message_bytes: usize,
     /// Receive high-water mark (messages queued in the socket).
     pub receive_hwm_messages: i32,
+    /// Allow binding beyond loopback (other machines can connect).
+    pub allow_remote: bool,
+    /// Only these addresses may connect (empty = anyone who can reach the endpoint).
+    pub allow_ips: Vec<String>,
 }
 
 impl Default for ProtocolV1Section {
@@ -46,6 +53,8 @@ impl Default for ProtocolV1Section {
             behavior_topic: "behavior".into(),
             max_message_bytes: 1 << 20,
             receive_hwm_messages: 100_000,
+            allow_remote: false,
+            allow_ips: Vec::new(),
         }
     }
 }
@@ -79,10 +88,24 @@ impl ProtocolV1Section {
                 crate::wire::HEADER_LEN + 4
             ));
         }
+        e.extend(self.access(prefix).problems());
         if self.receive_hwm_messages < 0 {
             e.push(format!("{prefix}receive_hwm_messages: {} must be >= 0", self.receive_hwm_messages));
         }
         e
+    }
+}
+
+impl ProtocolV1Section {
+    /// Who may connect (for validation and the ZAP allowlist).
+    pub fn access<'a>(&'a self, prefix: &'a str) -> Access<'a> {
+        Access {
+            prefix,
+            endpoint: &self.endpoint,
+            bind: self.bind,
+            allow_remote: self.allow_remote,
+            allow_ips: &self.allow_ips,
+        }
     }
 }
 
@@ -106,6 +129,9 @@ impl ProtocolV1Source {
     /// Binds or connects the SUB socket (errors name the endpoint).
     pub fn open(cfg: &ProtocolV1Section, ctx: &zmq::Context, channels: usize) -> Result<Self, SocketError> {
         let (sub, endpoint) = open_socket(ctx, zmq::SUB, &cfg.endpoint, cfg.bind, |s| {
+            if !cfg.allow_ips.is_empty() {
+                s.set_zap_domain(ZAP_DOMAIN)?;
+            }
             s.set_rcvhwm(cfg.receive_hwm_messages)?;
             s.set_subscribe(cfg.subscribe.as_bytes())
         })?;

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ingest::check_endpoint;
-use crate::transport::{open_socket, SocketError};
+use crate::transport::{open_socket, Access, SocketError};
 use crate::wire::{encode_f32, HEADER_LEN};
 
 /// `[publish]`: the ZeroMQ PUB socket for decoded behaviour.
@@ -24,7 +24,14 @@ pub struct PublishSection {
     pub topic: String,
     /// Send high-water mark (messages); PUB drops beyond it.
     pub send_hwm_messages: i32,
+    /// Allow binding beyond loopback (other machines can connect).
+    pub allow_remote: bool,
+    /// Only these addresses may connect (empty = anyone who can reach the endpoint).
+    pub allow_ips: Vec<String>,
 }
+
+/// ZAP domain of the publish socket (its `allow_ips`).
+pub const ZAP_DOMAIN: &str = "publish";
 
 impl Default for PublishSection {
     fn default() -> Self {
@@ -33,6 +40,8 @@ impl Default for PublishSection {
             bind: true,
             topic: "decoded".into(),
             send_hwm_messages: 100_000,
+            allow_remote: false,
+            allow_ips: Vec::new(),
         }
     }
 }
@@ -45,10 +54,24 @@ impl PublishSection {
         if self.topic.is_empty() {
             e.push("publish.topic: must not be empty".into());
         }
+        e.extend(self.access().problems());
         if self.send_hwm_messages < 0 {
             e.push(format!("publish.send_hwm_messages: {} must be >= 0", self.send_hwm_messages));
         }
         e
+    }
+}
+
+impl PublishSection {
+    /// Who may connect (for validation and the ZAP allowlist).
+    pub fn access(&self) -> Access<'_> {
+        Access {
+            prefix: "publish.",
+            endpoint: &self.endpoint,
+            bind: self.bind,
+            allow_remote: self.allow_remote,
+            allow_ips: &self.allow_ips,
+        }
     }
 }
 
@@ -63,8 +86,12 @@ pub struct ZmqPublisher {
 impl ZmqPublisher {
     /// Binds or connects the PUB socket for outputs of `out_dim` values.
     pub fn open(cfg: &PublishSection, ctx: &zmq::Context, out_dim: usize) -> Result<Self, SocketError> {
-        let (sock, endpoint) =
-            open_socket(ctx, zmq::PUB, &cfg.endpoint, cfg.bind, |s| s.set_sndhwm(cfg.send_hwm_messages))?;
+        let (sock, endpoint) = open_socket(ctx, zmq::PUB, &cfg.endpoint, cfg.bind, |s| {
+            if !cfg.allow_ips.is_empty() {
+                s.set_zap_domain(ZAP_DOMAIN)?;
+            }
+            s.set_sndhwm(cfg.send_hwm_messages)
+        })?;
         Ok(Self {
             sock,
             topic: cfg.topic.as_bytes().to_vec(),
