@@ -219,6 +219,8 @@ impl ServeConfig {
         e.extend(self.ingest.problems());
         e.extend(self.frontend.problems("frontend."));
         e.extend(self.publish.problems());
+        let input_is_redis = self.ingest.kind() == Some(crate::ingest::IngestKind::Redis);
+        e.extend(self.publish.redis.problems("publish.redis.", input_is_redis));
         self.endpoint_clashes(&mut e);
         if self.record.queue_bins < 64 {
             e.push(format!("record.queue_bins: {} is too small; expected >= 64", self.record.queue_bins));

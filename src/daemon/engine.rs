@@ -19,7 +19,7 @@ use super::sequencer::{Sequencer, Verdict};
 use super::stats::{LoopCounters, StatsClock};
 use crate::ingest::{RigEvent, Sink};
 use crate::model::StepKernel;
-use crate::publish::ZmqPublisher;
+use crate::publish::{Decoded, OutputSink, ZmqPublisher};
 use crate::wire::{DropReason, FLAG_IMPUTED, FLAG_RESET};
 
 /// Settings of the engine (from the config).
@@ -86,6 +86,10 @@ pub struct Engine {
     model_id: String,
     counters: Arc<LoopCounters>,
     out: ZmqPublisher,
+    /// Sinks beside the ZeroMQ publisher (LSL outlet, Redis stream).
+    extra: Vec<Box<dyn OutputSink>>,
+    /// The source's tag for the current input (`Sink::tag`).
+    tag: Vec<u8>,
     out_buf: Vec<f32>,
     seq: Sequencer,
     pending_reset: bool,
@@ -123,7 +127,15 @@ impl Engine {
             model_id,
             counters,
             out,
+            extra: Vec::new(),
+            tag: Vec::with_capacity(1024),
         }
+    }
+
+    /// Adds output sinks fed beside the ZeroMQ publisher.
+    pub fn with_outputs(mut self, extra: Vec<Box<dyn OutputSink>>) -> Self {
+        self.extra = extra;
+        self
     }
 
     /// Swaps in a kernel built off-thread, carrying or re-warming the state.
@@ -162,6 +174,9 @@ impl Engine {
 
     /// Between messages: hand over an old record batch, log stats when due.
     pub fn housekeeping(&mut self, now: Instant) {
+        for o in &mut self.extra {
+            o.tick(now);
+        }
         self.rec.flush_if_old(&self.counters, now);
         self.stats.maybe_log(now, &self.counters, &self.model_id, false);
     }
@@ -229,6 +244,12 @@ impl Engine {
         if self.out.send(seq, t_ns, flags, &self.out_buf) {
             LoopCounters::add(&self.counters.bins_out, 1);
         }
+        if !self.extra.is_empty() {
+            let d = Decoded { seq, t_ns, flags, values: &self.out_buf, tag: &self.tag };
+            for o in &mut self.extra {
+                o.send(&d);
+            }
+        }
         self.rec.output(&self.counters, &self.out_buf, seq, flags, now);
     }
 }
@@ -281,5 +302,10 @@ impl Sink for Engine {
 
     fn drop_one(&mut self, reason: DropReason) {
         self.counters.drop_one(reason);
+    }
+
+    fn tag(&mut self, tag: &[u8]) {
+        self.tag.clear();
+        self.tag.extend_from_slice(tag);
     }
 }

@@ -48,6 +48,8 @@ pub enum DaemonError {
     Socket(#[from] SocketError),
     #[error(transparent)]
     Ingest(#[from] IngestError),
+    #[error(transparent)]
+    Publish(#[from] crate::publish::PublishError),
     #[error("cannot start thread {name}: {source}")]
     Thread { name: &'static str, source: std::io::Error },
 }
@@ -157,6 +159,7 @@ fn spawn_decode(lp: DecodeLoop, core: Option<usize>) -> Result<JoinHandle<LoopSu
 struct Sockets {
     source: Box<dyn Source>,
     out: ZmqPublisher,
+    extra: Vec<Box<dyn crate::publish::OutputSink>>,
     control: Option<(zmq::Socket, String)>,
 }
 
@@ -169,12 +172,13 @@ fn open_sockets(
     let (channels, out_dim) = (model.model.spec.channels, model.model.spec.dz);
     let source = crate::ingest::open(&cfg.ingest, &cfg.frontend, ctx, channels, cfg.record.bin_seconds, frontend)?;
     let out = ZmqPublisher::open(&cfg.publish, ctx, out_dim)?;
+    let extra = crate::publish::open_outputs(&cfg.publish, &cfg.ingest, out_dim, cfg.record.bin_seconds)?;
     let control = if cfg.control.enabled {
         Some(open_socket(ctx, zmq::REP, &cfg.control.endpoint, true, |_| Ok(()))?)
     } else {
         None
     };
-    Ok(Sockets { source, out, control })
+    Ok(Sockets { source, out, extra, control })
 }
 
 impl Daemon {
@@ -201,7 +205,8 @@ impl Daemon {
             counters.clone(),
             socks.out,
             RecordSlot::new(link),
-        );
+        )
+        .with_outputs(socks.extra);
         let lp = DecodeLoop::new(socks.source, eng, control_rx, shutdown.clone());
         let decode = spawn_decode(lp, cfg.decode.cpu_core)?;
 
