@@ -17,6 +17,8 @@ import time
 import h5py
 import numpy as np
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 
 def main():
@@ -37,7 +39,15 @@ def main():
         lo, hi = (int(x) for x in a.skip.split(":"))
         skip = range(lo, hi)
 
-    r = redis.Redis(host="127.0.0.1", port=a.port, password=a.password, socket_timeout=0.5, socket_connect_timeout=0.5)
+    # No client-side retries: a bin the server cannot take is lost, as on a rig.
+    r = redis.Redis(
+        host="127.0.0.1",
+        port=a.port,
+        password=a.password,
+        socket_timeout=0.5,
+        socket_connect_timeout=0.5,
+        retry=Retry(NoBackoff(), 0),
+    )
     written, lost = 0, 0
     t0 = time.monotonic()
     for k in range(len(counts)):
