@@ -182,17 +182,19 @@ impl RedisSection {
     pub fn problems(&self, prefix: &str) -> Vec<String> {
         let mut e = Vec::new();
         check_url(&mut e, &format!("{prefix}url"), &self.url);
-        for (name, v) in [
-            ("stream", &self.stream),
-            ("samples_field", &self.samples_field),
-            ("index_field", &self.index_field),
-        ] {
+        for (name, v) in
+            [("stream", &self.stream), ("samples_field", &self.samples_field), ("index_field", &self.index_field)]
+        {
             if v.is_empty() {
                 e.push(format!("{prefix}{name}: must not be empty"));
             }
         }
         if Dtype::from_name(&self.dtype).is_none() {
-            e.push(format!("{prefix}dtype: {:?} is not a dtype; expected one of {}", self.dtype, Dtype::NAMES.join(", ")));
+            e.push(format!(
+                "{prefix}dtype: {:?} is not a dtype; expected one of {}",
+                self.dtype,
+                Dtype::NAMES.join(", ")
+            ));
         }
         if IntEncoding::from_name(&self.int_encoding).is_none() {
             e.push(format!("{prefix}int_encoding: {:?}; expected \"u64le\" or \"ascii\"", self.int_encoding));
@@ -345,9 +347,8 @@ impl RedisSource {
             error_logged: false,
             target,
         };
-        s.connect(s.connect_timeout).map_err(|e| {
-            IngestError::Config(format!("cannot reach Redis at {} (ingest.redis.url): {e}", cfg.url))
-        })?;
+        s.connect(s.connect_timeout)
+            .map_err(|e| IngestError::Config(format!("cannot reach Redis at {} (ingest.redis.url): {e}", cfg.url)))?;
         Ok(s)
     }
 
@@ -558,7 +559,11 @@ impl RedisSource {
 /// Errors after which the connection is dropped and re-established (an I/O
 /// timeout too: a reply may have been cut in the middle).
 pub fn is_connection_error(e: &redis::RedisError) -> bool {
-    e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_unrecoverable_error()
+    e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_unrecoverable_error()
 }
 
 #[cfg(test)]
@@ -611,12 +616,7 @@ mod tests {
 
     #[test]
     fn bad_settings_are_named() {
-        let c = RedisSection {
-            url: "rediss://x:1".into(),
-            dtype: "int9".into(),
-            count: 0,
-            ..RedisSection::default()
-        };
+        let c = RedisSection { url: "rediss://x:1".into(), dtype: "int9".into(), count: 0, ..RedisSection::default() };
         let p = c.problems("ingest.redis.");
         for f in ["ingest.redis.url", "ingest.redis.dtype", "ingest.redis.count"] {
             assert!(p.iter().any(|s| s.starts_with(f)), "{f} missing from {p:?}");

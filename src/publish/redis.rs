@@ -91,7 +91,11 @@ impl RedisOutputSection {
     /// The server to write to: this section's, else the input's.
     pub fn target(&self, ingest: &crate::ingest::RedisSection) -> RedisTarget {
         if self.url.is_empty() {
-            RedisTarget { url: ingest.url.clone(), username: ingest.username.clone(), password: ingest.password.clone() }
+            RedisTarget {
+                url: ingest.url.clone(),
+                username: ingest.username.clone(),
+                password: ingest.password.clone(),
+            }
         } else {
             RedisTarget { url: self.url.clone(), username: self.username.clone(), password: self.password.clone() }
         }

@@ -129,7 +129,9 @@ impl LslSection {
     pub fn problems(&self, prefix: &str) -> Vec<String> {
         let mut e = Vec::new();
         if let Some(bad) = self.name.strip_prefix('\u{0}') {
-            e.push(format!("{prefix}name: {bad:?} in the LSL address; expected lsl:name=NAME[;type=TYPE][;source_id=ID]"));
+            e.push(format!(
+                "{prefix}name: {bad:?} in the LSL address; expected lsl:name=NAME[;type=TYPE][;source_id=ID]"
+            ));
         }
         if self.name.is_empty() && self.stream_type.is_empty() && self.source_id.is_empty() {
             e.push(format!("{prefix}name: name, type and source_id are all empty; expected at least one"));
@@ -383,8 +385,10 @@ mod tests {
     #[test]
     fn a_timestamp_step_advances_seq_by_the_samples_it_spans() {
         let (mut next, mut last) = (0, None);
-        let seqs: Vec<u64> =
-            [0.0, 0.02, 0.04, 0.12, 0.14, 0.165, 0.18].iter().map(|&t| seq_step(&mut next, &mut last, t, 0.02)).collect();
+        let seqs: Vec<u64> = [0.0, 0.02, 0.04, 0.12, 0.14, 0.165, 0.18]
+            .iter()
+            .map(|&t| seq_step(&mut next, &mut last, t, 0.02))
+            .collect();
         assert_eq!(seqs, vec![0, 1, 2, 6, 7, 8, 9], "jitter below 1.5 intervals is no hole");
     }
 }
