@@ -4,6 +4,8 @@
 //! copy) decodes it; the outputs equal offline decoding of the same bins
 //! with the paused ones imputed, and a pylsl StreamInlet on the daemon's
 //! decoded outlet receives the same values stamped with the input's times.
+//! In voltage mode, raw data pushed by pylsl goes through the front end and
+//! the live bins equal `alternator frontend` over the same samples bit for bit.
 
 mod common;
 
@@ -88,4 +90,68 @@ fn pylsl_stream_decodes_like_offline_and_the_decoded_outlet_is_received() {
             assert!((s[0] - expect).abs() < 1e-4, "sample {t} stamped {} (input {expect})", s[0]);
         }
     }
+}
+
+/// Bins of a session file: seq and counts.
+fn read_bins(path: &std::path::Path) -> (Vec<u64>, Vec<Vec<f32>>) {
+    let f = hdf5_metno::File::open(path).unwrap();
+    let seq: Vec<u64> = f.dataset("seq").unwrap().read_raw().unwrap();
+    let spikes = f.dataset("spikes").unwrap().read_2d::<f32>().unwrap();
+    (seq, spikes.rows().into_iter().map(|r| r.to_vec()).collect())
+}
+
+#[test]
+fn voltage_mode_bins_equal_the_offline_front_end_bit_for_bit() {
+    const CHANNELS: usize = 8;
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("alternator-volt-{}", std::process::id());
+    let raw = dir.path().join("raw.h5");
+    let mut rig = Command::new("python3")
+        .arg("tests/lsl_rig.py")
+        .args(["--name", &name, "--voltage-seconds", "3", "--sample-rate", "20000"])
+        .args(["--channels", &CHANNELS.to_string()])
+        .arg("--raw-out")
+        .arg(&raw)
+        .spawn()
+        .unwrap();
+    let mut cfg = common::config(dir.path());
+    cfg.ingest.kind = "lsl".into();
+    cfg.ingest.lsl.name = name;
+    cfg.ingest.lsl.mode = "voltage".into();
+    cfg.ingest.lsl.resolve_timeout_s = 15.0;
+    cfg.record.bin_seconds = 0.02;
+    let daemon = Daemon::start(&cfg, alternator::bench::synthetic_model(CHANNELS, 3), &zmq::Context::new()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = rig.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "pylsl rig did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "pylsl rig failed");
+    let summary = daemon.shutdown();
+    assert_eq!(summary.sessions.len(), 1, "{:?}", summary.sessions);
+    let (seq, bins) = read_bins(&summary.sessions[0].path);
+    // 3 s at 20 ms, the first second calibrating the thresholds.
+    assert!(seq.len() >= 95, "only {} bins", seq.len());
+    let spikes: f32 = bins.iter().flatten().sum();
+    assert!(spikes > 100.0, "only {spikes} threshold crossings counted");
+
+    let cfg_file = dir.path().join("frontend.toml");
+    std::fs::write(&cfg_file, format!("[frontend]\n{}", toml::to_string(&cfg.frontend).unwrap())).unwrap();
+    let out = dir.path().join("offline.h5");
+    let st = Command::new(env!("CARGO_BIN_EXE_alternator"))
+        .args(["frontend", "--data"])
+        .arg(&raw)
+        .arg("--out")
+        .arg(&out)
+        .arg("--config")
+        .arg(&cfg_file)
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    let (off_seq, off_bins) = read_bins(&out);
+    assert_eq!(off_seq, seq, "offline bins cover other seqs than the live ones");
+    assert!(off_bins == bins, "offline bins differ from the live daemon's");
 }

@@ -123,7 +123,9 @@ pub fn open(
             frontend_slot,
         )?)),
         Some(IngestKind::Redis) => Ok(Box::new(redis::RedisSource::open(&cfg.redis, channels)?)),
-        Some(IngestKind::Lsl) => Ok(Box::new(lsl::LslSource::open(&cfg.lsl, frontend, channels, bin_seconds)?)),
+        Some(IngestKind::Lsl) => {
+            Ok(Box::new(lsl::LslSource::open(&cfg.lsl, frontend, channels, bin_seconds, frontend_slot)?))
+        }
         None => Err(IngestError::Config(cfg.problems().join("; "))),
     }
 }

@@ -5,7 +5,8 @@
 //! with the loop's timeout.
 //!
 //! `binned` mode: each LSL sample is one timestep of the model's channel
-//! count. seq is a sample counter; a hole in the stream (a dropout, a
+//! count; `voltage` mode: each sample is raw data through the front end
+//! ([`voltage`]). seq is a sample counter; a hole in the stream (a dropout, a
 //! paused outlet, a recovered connection) shows as a timestamp step of more
 //! than 1.5 sample intervals and advances seq by the samples it spans, so
 //! the engine imputes or resets over it as for every source. Timestamps are
@@ -17,6 +18,7 @@
 //! is refused by name. The pull buffers are allocated once per inlet.
 
 pub mod ffi;
+pub mod voltage;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,8 +28,10 @@ use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError};
 use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
 
-use super::{Sink, Source, SourceError};
+use super::{FrontendSlot, Sink, Source, SourceError};
+use crate::frontend::FrontendConfig;
 use ffi::{format, FfiError, Inlet, Lib};
+use voltage::Voltage;
 
 /// Samples pulled per chunk.
 const CHUNK: usize = 256;
@@ -43,7 +47,7 @@ pub struct LslSection {
     pub stream_type: String,
     /// Stream source_id to resolve; empty = any.
     pub source_id: String,
-    /// `binned` (one sample = one timestep).
+    /// `binned` (one sample = one timestep) or `voltage` (raw data through `[frontend]`).
     pub mode: String,
     /// Path of liblsl; empty = search the usual places and the pylsl wheel.
     pub library: Option<PathBuf>,
@@ -79,6 +83,10 @@ pub enum LslError {
     WrongFormat { name: String, format: &'static str },
     #[error("cannot start the LSL resolver thread: {0}")]
     Thread(std::io::Error),
+    #[error("LSL stream {name:?} has an irregular rate; voltage mode needs its nominal sample rate")]
+    IrregularRate { name: String },
+    #[error(transparent)]
+    Frontend(#[from] crate::frontend::FrontendError),
 }
 
 impl LslSection {
@@ -136,8 +144,8 @@ impl LslSection {
         if self.name.is_empty() && self.stream_type.is_empty() && self.source_id.is_empty() {
             e.push(format!("{prefix}name: name, type and source_id are all empty; expected at least one"));
         }
-        if self.mode != "binned" {
-            e.push(format!("{prefix}mode: {:?} is not supported; expected \"binned\"", self.mode));
+        if self.mode != "binned" && self.mode != "voltage" {
+            e.push(format!("{prefix}mode: {:?} is not a mode; expected \"binned\" or \"voltage\"", self.mode));
         }
         if !(self.resolve_timeout_s >= 0.0 && self.resolve_timeout_s <= 600.0) {
             e.push(format!("{prefix}resolve_timeout_s: {} must be in [0, 600]", self.resolve_timeout_s));
@@ -154,6 +162,9 @@ struct Connected {
     inlet: Inlet,
     /// Seconds between samples (nominal rate, else the bin width).
     interval_s: f64,
+    /// Nominal rate (0 = irregular).
+    srate: f64,
+    name: String,
 }
 
 /// Resolves the stream and opens an inlet whenever asked, on its own thread.
@@ -173,7 +184,8 @@ fn spawn_resolver(
                 loop {
                     match lib.resolve(&pred, 1.0) {
                         Ok(Some(info)) => {
-                            let r = connect(&info, channels, bin_seconds, cfg.max_buffered_s);
+                            let voltage = cfg.mode == "voltage";
+                            let r = connect(&info, channels, bin_seconds, cfg.max_buffered_s, voltage);
                             let refused = r.is_err();
                             if out_tx.send(r).is_err() {
                                 return;
@@ -202,7 +214,13 @@ fn spawn_resolver(
 }
 
 /// Checks a resolved stream against the model and opens an inlet on it.
-fn connect(info: &ffi::StreamInfo, channels: usize, bin_seconds: f64, buffered_s: u32) -> Result<Connected, LslError> {
+fn connect(
+    info: &ffi::StreamInfo,
+    channels: usize,
+    bin_seconds: f64,
+    buffered_s: u32,
+    voltage: bool,
+) -> Result<Connected, LslError> {
     let name = info.name();
     let got = info.channels();
     if got != channels {
@@ -213,11 +231,14 @@ fn connect(info: &ffi::StreamInfo, channels: usize, bin_seconds: f64, buffered_s
         return Err(LslError::WrongFormat { name, format: format::name(f) });
     }
     let srate = info.nominal_srate();
+    if voltage && srate <= 0.0 {
+        return Err(LslError::IrregularRate { name });
+    }
     let inlet = info.inlet(buffered_s as i32, 5.0)?;
     let interval_s = if srate > 0.0 { 1.0 / srate } else { bin_seconds };
     info!(stream = %name, source_id = %info.source_id(), channels = got, format = format::name(f), srate,
         "LSL stream connected.");
-    Ok(Connected { inlet, interval_s })
+    Ok(Connected { inlet, interval_s, srate, name })
 }
 
 /// The LSL source.
@@ -236,6 +257,9 @@ pub struct LslSource {
     last_ts: Option<f64>,
     /// Connections lost so far.
     pub outages: u64,
+    /// Voltage mode: the front end's settings, and the front end once the rate is known.
+    frontend: Option<(FrontendConfig, f64, FrontendSlot)>,
+    voltage: Option<Voltage>,
 }
 
 impl LslSource {
@@ -244,9 +268,10 @@ impl LslSource {
     /// found in that time is a start-up error).
     pub fn open(
         cfg: &LslSection,
-        _frontend: &crate::frontend::FrontendConfig,
+        frontend: &FrontendConfig,
         channels: usize,
         bin_seconds: f64,
+        slot: FrontendSlot,
     ) -> Result<Self, LslError> {
         let lib = Lib::load(cfg.library.as_deref())?;
         info!(library = %lib.path(), version = lib.version(), "liblsl loaded.");
@@ -262,9 +287,11 @@ impl LslSource {
             next_seq: 0,
             last_ts: None,
             outages: 0,
+            frontend: (cfg.mode == "voltage").then(|| (frontend.clone(), bin_seconds, slot)),
+            voltage: None,
         };
         match s.found.recv_timeout(Duration::from_secs_f64(cfg.resolve_timeout_s)) {
-            Ok(Ok(c)) => s.conn = Some(c),
+            Ok(Ok(c)) => s.attach(c)?,
             Ok(Err(e)) => return Err(e),
             Err(_) => warn!(stream = %s.endpoint, timeout_s = cfg.resolve_timeout_s,
                 "LSL stream not found yet; still looking for it in the background."),
@@ -272,21 +299,40 @@ impl LslSource {
         Ok(s)
     }
 
+    /// Uses a connected inlet; voltage mode builds the front end for its
+    /// rate (kept, thresholds and all, while the rate stays the same).
+    fn attach(&mut self, c: Connected) -> Result<(), LslError> {
+        if let Some((cfg, bin_s, slot)) = &self.frontend {
+            if self.voltage.as_ref().is_none_or(|v| v.rate_hz() != c.srate) {
+                let ch = c.inlet.channels();
+                self.voltage = Some(Voltage::new(cfg, ch, c.srate, *bin_s, slot.clone())?);
+                self.next_seq = 0;
+                self.last_ts = None;
+            }
+        }
+        self.conn = Some(c);
+        Ok(())
+    }
+
     /// Takes a newly connected inlet from the resolver, if any.
     fn adopt(&mut self) {
-        match self.found.try_recv() {
+        let got = match self.found.try_recv() {
             Ok(Ok(c)) => {
-                self.refusal = None;
-                self.conn = Some(c);
+                let name = c.name.clone();
+                self.attach(c).map_err(|e| (name, e))
             }
-            Ok(Err(e)) => {
+            Ok(Err(e)) => Err((String::new(), e)),
+            Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => return,
+        };
+        match got {
+            Ok(()) => self.refusal = None,
+            Err((_, e)) => {
                 let msg = e.to_string();
                 if self.refusal.as_deref() != Some(msg.as_str()) {
                     error!(stream = %self.endpoint, error = %msg, "LSL stream refused; still looking for a fitting one.");
                     self.refusal = Some(msg);
                 }
             }
-            Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => {}
         }
     }
 
@@ -302,7 +348,11 @@ impl LslSource {
         let seq = seq_step(&mut self.next_seq, &mut self.last_ts, ts, interval);
         let c = sink.channels();
         let t_ns = (ts.max(0.0) * 1e9) as u64;
-        sink.timestep(seq, t_ns, &self.data[row_at * c..(row_at + 1) * c], recv_at);
+        let row = &self.data[row_at * c..(row_at + 1) * c];
+        match self.voltage.as_mut() {
+            Some(v) => v.push(seq, t_ns, row, sink, recv_at),
+            None => sink.timestep(seq, t_ns, row, recv_at),
+        }
     }
 
     /// One sample with the timeout, then what is already there.
@@ -322,6 +372,9 @@ impl LslSource {
                 self.deliver(k, ts, sink, recv_at);
             }
             if n < CHUNK {
+                if let Some(v) = self.voltage.as_mut() {
+                    v.flush(sink, recv_at);
+                }
                 return Ok(true);
             }
         }
