@@ -167,13 +167,16 @@ struct Connected {
     name: String,
 }
 
+/// What the resolver hands over: an inlet, or why a stream was refused.
+type Resolved = Result<Connected, LslError>;
+
 /// Resolves the stream and opens an inlet whenever asked, on its own thread.
 fn spawn_resolver(
     lib: Arc<Lib>,
     cfg: LslSection,
     channels: usize,
     bin_seconds: f64,
-) -> Result<(Sender<()>, Receiver<Result<Connected, LslError>>), LslError> {
+) -> Result<(Sender<()>, Receiver<Resolved>), LslError> {
     let (req_tx, req_rx) = bounded::<()>(1);
     let (out_tx, out_rx) = bounded(1);
     let pred = cfg.predicate();
@@ -246,7 +249,7 @@ pub struct LslSource {
     endpoint: String,
     conn: Option<Connected>,
     req: Sender<()>,
-    found: Receiver<Result<Connected, LslError>>,
+    found: Receiver<Resolved>,
     /// The last refusal logged (logged once until it changes).
     refusal: Option<String>,
     data: Vec<f32>,
