@@ -155,3 +155,26 @@ fn voltage_mode_bins_equal_the_offline_front_end_bit_for_bit() {
     assert_eq!(off_seq, seq, "offline bins cover other seqs than the live ones");
     assert!(off_bins == bins, "offline bins differ from the live daemon's");
 }
+
+#[test]
+fn a_stream_that_does_not_fit_the_model_or_a_missing_library_is_a_clear_start_up_error() {
+    use alternator::ingest::lsl::ffi::Lib;
+    let dir = tempfile::tempdir().unwrap();
+    let (mf, _) = common::demo(10);
+    let mut cfg = common::config(dir.path());
+    cfg.record.enabled = false;
+    cfg.ingest.kind = "lsl".into();
+
+    cfg.ingest.lsl.library = Some("/no/such/liblsl.so".into());
+    let err = Daemon::start(&cfg, mf.clone(), &zmq::Context::new()).err().expect("must fail").to_string();
+    assert!(err.contains("/no/such/liblsl.so") && err.contains("not found"), "{err}");
+
+    cfg.ingest.lsl.library = None;
+    let name = format!("alternator-narrow-{}", std::process::id());
+    let lib = Lib::load(None).unwrap();
+    let _outlet = lib.stream_info(&name, "SpikeCounts", 5, 50.0, &name).unwrap().outlet(10).unwrap();
+    cfg.ingest.lsl.name = name;
+    cfg.ingest.lsl.resolve_timeout_s = 10.0;
+    let err = Daemon::start(&cfg, mf, &zmq::Context::new()).err().expect("must fail").to_string();
+    assert!(err.contains("5 channels") && err.contains("96"), "{err}");
+}

@@ -12,11 +12,12 @@
 //!
 //! Invariants: a lost connection is never fatal. The source drops the
 //! connection, logs the outage once, retries with doubling back-off (each
-//! attempt bounded by the poll timeout) and on success rejoins the stream at
-//! its newest entry, so the hole is a seq gap. Entries with a bad field are
-//! counted by reason and skipped. The command buffer and the f32 row are
-//! preallocated; the Redis client's reply parser allocates per reply (it
-//! has no borrowing parser), which is the one allocation per entry.
+//! attempt bounded by 200 ms or `connect_timeout_ms`, whichever is less)
+//! and on success rejoins the stream at its newest entry, so the hole is a
+//! seq gap. Entries with a bad field are counted by reason and skipped.
+//! The command buffer and the f32 row are preallocated; the Redis client's
+//! reply parser allocates per reply (it has no borrowing parser), which is
+//! the one allocation per entry.
 
 use std::io::Write as _;
 use std::time::{Duration, Instant};
@@ -27,6 +28,9 @@ use tracing::{info, warn};
 
 use super::{IngestError, Sink, Source, SourceError};
 use crate::wire::DropReason;
+
+/// Longest a reconnection attempt may hold the decode thread.
+const RECONNECT_ATTEMPT_MAX: Duration = Duration::from_millis(200);
 
 /// `[ingest.redis]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -374,7 +378,9 @@ impl RedisSource {
         if !self.backoff.is_due(now) {
             return;
         }
-        let t = budget.clamp(Duration::from_millis(10), self.connect_timeout);
+        // A refused connection fails at once; a black-holed host costs at
+        // most this per attempt (the loop has no data to decode meanwhile).
+        let t = self.connect_timeout.min(RECONNECT_ATTEMPT_MAX).max(budget.min(self.connect_timeout));
         match self.connect(t) {
             Ok(()) => {
                 let attempts = self.backoff.attempts;

@@ -79,6 +79,7 @@ struct Fns {
     destroy_inlet: unsafe extern "C" fn(Handle),
     open_stream: unsafe extern "C" fn(Handle, f64, *mut i32),
     set_postprocessing: unsafe extern "C" fn(Handle, u32) -> i32,
+    time_correction: unsafe extern "C" fn(Handle, f64, *mut i32) -> f64,
     pull_sample_f: unsafe extern "C" fn(Handle, *mut f32, i32, f64, *mut i32) -> f64,
     pull_chunk_f: unsafe extern "C" fn(Handle, *mut f32, *mut f64, u64, u64, f64, *mut i32) -> u64,
     create_outlet: unsafe extern "C" fn(Handle, i32, i32) -> Handle,
@@ -183,6 +184,7 @@ impl Lib {
             destroy_inlet: sym!("lsl_destroy_inlet"),
             open_stream: sym!("lsl_open_stream"),
             set_postprocessing: sym!("lsl_set_postprocessing"),
+            time_correction: sym!("lsl_time_correction"),
             pull_sample_f: sym!("lsl_pull_sample_f"),
             pull_chunk_f: sym!("lsl_pull_chunk_f"),
             create_outlet: sym!("lsl_create_outlet"),
@@ -286,7 +288,10 @@ impl StreamInfo {
     }
 
     /// An inlet on this stream (clock-corrected timestamps, recovering after
-    /// a lost connection), opened within `open_timeout_s`.
+    /// a lost connection), opened within `open_timeout_s`. The first clock
+    /// offset estimate is waited for here: liblsl's clock-sync
+    /// post-processing otherwise blocks the first pull until it exists
+    /// (~0.5 s of probes, measured as a start-up stall of the decode loop).
     pub fn inlet(&self, max_buffered_s: i32, open_timeout_s: f64) -> Result<Inlet, FfiError> {
         // SAFETY: `h` is live; liblsl copies the info into the inlet.
         let h = unsafe { (self.lib.f.create_inlet)(self.h, max_buffered_s, 0, 1) };
@@ -302,6 +307,11 @@ impl StreamInfo {
         }
         if ec != 0 {
             return Err(FfiError::Create { what: "inlet's connection (open_stream timed out)" });
+        }
+        // SAFETY: as above.
+        unsafe { (self.lib.f.time_correction)(h, open_timeout_s, &mut ec) };
+        if ec != 0 {
+            return Err(FfiError::Create { what: "inlet's clock offset estimate (time_correction timed out)" });
         }
         Ok(inlet)
     }
