@@ -4,13 +4,15 @@
 # zmq crate), Python 3 with pip, and the Python packages the tests use as
 # independent clients (h5py writes recordings, pyzmq acts as a rig, scipy is
 # the reference for the front end's band-pass, pynwb writes and reads NWB
-# files, nwbinspector checks exported NWB files).
+# files, nwbinspector checks exported NWB files), redis-server and redis-py
+# (the Redis/BRAND source tests) and pylsl (the LSL tests; its wheel also
+# ships the liblsl the daemon loads at run time).
 set -euo pipefail
 
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 need_apt=()
-for pkg in libhdf5-dev pkg-config g++; do
+for pkg in libhdf5-dev pkg-config g++ redis-server; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
@@ -36,4 +38,10 @@ if ! python3 -c 'import pynwb, nwbinspector' >/dev/null 2>&1; then
     echo "setup: installing NWB test clients (pynwb, nwbinspector)" >&2
     python3 -m pip install --quiet --disable-pip-version-check pynwb nwbinspector 2>/dev/null \
         || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages pynwb nwbinspector
+fi
+
+if ! python3 -c 'import redis, pylsl' >/dev/null 2>&1; then
+    echo "setup: installing Redis and LSL test clients (redis, pylsl)" >&2
+    python3 -m pip install --quiet --disable-pip-version-check redis pylsl 2>/dev/null \
+        || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages redis pylsl
 fi

@@ -54,6 +54,8 @@ pub struct BenchResult {
     pub mode: String,
     /// Whether a training job ran in the background during the measurement.
     pub background_training: bool,
+    /// Input transport of an end-to-end run (`protocol-v1`, `lsl`, `redis`).
+    pub transport: String,
     #[serde(skip)]
     pub histogram: Option<Histogram<u64>>,
 }
@@ -155,6 +157,7 @@ fn result(
         daemon_p999_us: 0.0,
         mode: mode.into(),
         background_training: bg,
+        transport: "protocol-v1".into(),
         histogram: Some(h.clone()),
     }
 }
@@ -197,8 +200,178 @@ pub fn background_training(
 /// Outstanding bins allowed when sending as fast as possible.
 const MAX_IN_FLIGHT: u64 = 256;
 
-/// One end-to-end run over TCP loopback.
+/// How the rig side delivers bins to the daemon (`alternator bench --transport`).
+/// Outputs are always received on the protocol-v1 ZeroMQ socket, so the
+/// transports differ only in the input hop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    /// Protocol-v1 frames over ZeroMQ TCP loopback.
+    ProtocolV1,
+    /// An LSL outlet in this process (liblsl loaded at run time) → the daemon's inlet.
+    Lsl,
+    /// `XADD` to a `redis-server` started for the run → the daemon's `XREAD BLOCK`.
+    Redis,
+}
+
+impl Transport {
+    pub fn from_name(s: &str) -> Option<Self> {
+        match s {
+            "protocol-v1" => Some(Self::ProtocolV1),
+            "lsl" => Some(Self::Lsl),
+            "redis" => Some(Self::Redis),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ProtocolV1 => "protocol-v1",
+            Self::Lsl => "lsl",
+            Self::Redis => "redis",
+        }
+    }
+}
+
+/// A `redis-server` of the benchmark's own (no persistence), killed on drop.
+struct RedisServer {
+    child: std::process::Child,
+    url: String,
+}
+
+impl RedisServer {
+    fn start() -> anyhow::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .context("starting redis-server (Debian package redis-server) for --transport redis")?;
+        let url = format!("redis://127.0.0.1:{port}");
+        let target =
+            crate::ingest::redis::RedisTarget { url: url.clone(), username: String::new(), password: String::new() };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while target.connect(Duration::from_millis(200)).is_err() {
+            anyhow::ensure!(Instant::now() < deadline, "redis-server on port {port} did not come up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Self { child, url })
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The sending side of one run.
+enum Rig {
+    Zmq(Publisher),
+    Lsl(crate::ingest::lsl::ffi::Outlet),
+    Redis { conn: ::redis::Connection, cmd: Vec<u8>, samples: Vec<u8>, _server: RedisServer },
+}
+
+impl Rig {
+    /// Input config for `transport` (and the server it needs).
+    fn configure(transport: Transport, cfg: &mut ServeConfig) -> anyhow::Result<Option<RedisServer>> {
+        match transport {
+            Transport::ProtocolV1 => Ok(None),
+            Transport::Lsl => {
+                cfg.ingest.kind = "lsl".into();
+                cfg.ingest.lsl.name = format!("alternator-bench-{}", std::process::id());
+                cfg.ingest.lsl.resolve_timeout_s = 10.0;
+                Ok(None)
+            }
+            Transport::Redis => {
+                let server = RedisServer::start()?;
+                cfg.ingest.kind = "redis".into();
+                cfg.ingest.redis.url = server.url.clone();
+                cfg.ingest.redis.dtype = "float32".into();
+                Ok(Some(server))
+            }
+        }
+    }
+
+    /// Opens the sending side. LSL: the outlet exists before the daemon
+    /// starts (`pre`), so the daemon's start-up finds it.
+    fn open(
+        ctx: &zmq::Context,
+        daemon: &Daemon,
+        server: Option<RedisServer>,
+        lsl: Option<crate::ingest::lsl::ffi::Outlet>,
+        channels: usize,
+    ) -> anyhow::Result<Rig> {
+        if let Some(outlet) = lsl {
+            return Ok(Rig::Lsl(outlet));
+        }
+        if let Some(server) = server {
+            let target = crate::ingest::redis::RedisTarget {
+                url: server.url.clone(),
+                username: String::new(),
+                password: String::new(),
+            };
+            let conn = target.connect(Duration::from_secs(2))?;
+            return Ok(Rig::Redis {
+                conn,
+                cmd: Vec::with_capacity(64 + 4 * channels),
+                samples: Vec::new(),
+                _server: server,
+            });
+        }
+        let p = Publisher::new(ctx, &daemon.ingest_endpoint, false)?;
+        p.wait_for_subscriber(Duration::from_secs(5))?;
+        Ok(Rig::Zmq(p))
+    }
+
+    /// An LSL outlet for the run (before the daemon starts).
+    fn lsl_outlet(cfg: &ServeConfig, channels: usize) -> anyhow::Result<crate::ingest::lsl::ffi::Outlet> {
+        let lib = crate::ingest::lsl::ffi::Lib::load(cfg.ingest.lsl.library.as_deref())?;
+        let name = &cfg.ingest.lsl.name;
+        let info = lib.stream_info(name, "SpikeCounts", channels, 0.0, &format!("{name}-uid"))?;
+        Ok(info.outlet(60)?)
+    }
+
+    /// Sends bin `seq` stamped `t_ns` (this process's monotonic clock).
+    fn send(&mut self, seq: u64, t_ns: u64, row: &[f32]) -> anyhow::Result<()> {
+        match self {
+            Rig::Zmq(p) => p.send("spikes", Dtype::F32, seq, t_ns, row.len() as u32, row)?,
+            Rig::Lsl(o) => anyhow::ensure!(o.push(row, t_ns as f64 * 1e-9), "LSL push refused"),
+            Rig::Redis { conn, cmd, samples, .. } => {
+                use ::redis::ConnectionLike;
+                samples.clear();
+                for v in row {
+                    samples.extend_from_slice(&v.to_le_bytes());
+                }
+                cmd.clear();
+                crate::ingest::redis::pack(
+                    cmd,
+                    &[
+                        b"XADD",
+                        b"binned_spikes",
+                        b"*",
+                        b"samples",
+                        samples,
+                        b"i",
+                        &seq.to_le_bytes(),
+                        b"ts",
+                        &t_ns.to_le_bytes(),
+                        b"sync",
+                        b"{}",
+                    ],
+                );
+                conn.req_packed_command(cmd)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One end-to-end run over TCP loopback: input over `transport`, outputs
+/// over the protocol-v1 publish socket.
 pub fn end_to_end(
+    transport: Transport,
     channels: usize,
     rate_hz: Option<f64>,
     seconds: f64,
@@ -216,6 +389,11 @@ pub fn end_to_end(
     cfg.stats.interval_s = 3600.0;
     cfg.ingest.protocol_v1.receive_hwm_messages = 0;
     cfg.publish.send_hwm_messages = 0;
+    let server = Rig::configure(transport, &mut cfg)?;
+    let outlet = match transport {
+        Transport::Lsl => Some(Rig::lsl_outlet(&cfg, channels)?),
+        _ => None,
+    };
     // The daemon gets its own ZeroMQ context (its own I/O thread), as a
     // separate process would. With `pin`, every daemon thread (decode loop,
     // recorder, libzmq I/O thread — threads inherit their creator's CPU mask)
@@ -281,8 +459,7 @@ pub fn end_to_end(
         .then(|| background_training(bg_stop.clone(), cfg.retrain.nice, cfg.retrain.sched_idle, pin.then_some(1)));
 
     let data = synthetic_bins(channels, 1000, 3);
-    let mut publisher = Publisher::new(&ctx, &daemon.ingest_endpoint, false)?;
-    publisher.wait_for_subscriber(Duration::from_secs(5))?;
+    let mut rig = Rig::open(&ctx, &daemon, server, outlet, channels)?;
     let start = Instant::now();
     let mut sent = 0u64;
     while start.elapsed().as_secs_f64() < seconds {
@@ -299,14 +476,7 @@ pub fn end_to_end(
                 }
             }
         }
-        publisher.send(
-            "spikes",
-            Dtype::F32,
-            sent,
-            monotonic_ns(),
-            channels as u32,
-            data.row((sent % 1000) as usize),
-        )?;
+        rig.send(sent, monotonic_ns(), data.row((sent % 1000) as usize))?;
         sent += 1;
     }
     let send_secs = start.elapsed().as_secs_f64();
@@ -326,6 +496,7 @@ pub fn end_to_end(
     let _ = std::fs::remove_dir_all(&dir);
     let throughput = if rate_hz.is_some() { got as f64 / send_secs } else { got as f64 / done_secs.max(send_secs) };
     let mut r = result(channels, rate_hz, &h, sent, got, imputed, throughput, "end_to_end", bg_training);
+    r.transport = transport.name().into();
     r.daemon_dropped = summary.counters.dropped_total();
     r.record_lost = summary.counters.record_lost;
     r.daemon_bins_in = summary.counters.bins_in;

@@ -137,6 +137,10 @@ pub struct BenchArgs {
     /// Pin the daemon's threads to core 1 and the rig side to core 0.
     #[arg(long)]
     pub pin: bool,
+    /// Input transports to measure side by side: protocol-v1, lsl, redis
+    /// (outputs always over the protocol-v1 socket).
+    #[arg(long, value_delimiter = ',', default_value = "protocol-v1")]
+    pub transport: Vec<String>,
 }
 
 #[derive(Debug, Args)]

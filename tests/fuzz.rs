@@ -98,7 +98,18 @@ fn open_ephys_header_parser_never_panics() {
 #[test]
 fn config_loader_never_panics_and_refuses_by_field() {
     let text = std::fs::read_to_string("config/default.toml").unwrap();
-    let sections = ["model.", "ingest.", "frontend.", "publish.", "record.", "decode.", "stats.", "retrain.", "control.", "watchdog."];
+    let sections = [
+        "model.",
+        "ingest.",
+        "frontend.",
+        "publish.",
+        "record.",
+        "decode.",
+        "stats.",
+        "retrain.",
+        "control.",
+        "watchdog.",
+    ];
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.toml");
     let mut rng = Rng::new(3);

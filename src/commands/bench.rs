@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 
-use crate::bench::{compute_only, end_to_end, plot_svg, BenchResult};
+use crate::bench::{compute_only, end_to_end, plot_svg, BenchResult, Transport};
 use crate::cli::BenchArgs;
 
 use super::UsageError;
@@ -35,10 +35,11 @@ fn cpu_model() -> String {
 
 /// The results as a Markdown table.
 pub fn table(results: &[BenchResult]) -> String {
-    let mut s = String::from("| channels | rate (bins/s) | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | throughput bins/s | sent | received | lost | imputed | daemon p50/p99/p99.9 µs |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    let mut s = String::from("| transport | channels | rate (bins/s) | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | throughput bins/s | sent | received | lost | imputed | daemon p50/p99/p99.9 µs |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for r in results {
         s.push_str(&format!(
-            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {} | {} | {} | {} | {:.1} / {:.1} / {:.1} |\n",
+            "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {} | {} | {} | {} | {:.1} / {:.1} / {:.1} |\n",
+            if r.mode == "compute" { "—" } else { r.transport.as_str() },
             r.channels,
             r.rate_hz.map(|x| format!("{x:.0}")).unwrap_or_else(|| "max".into()),
             r.p50_us,
@@ -67,6 +68,15 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         return Err(UsageError("--channels: expected a comma-separated list of counts in 1..=65536".into()).into());
     }
     let rates = parse_rates(&a.rate)?;
+    let transports = a
+        .transport
+        .iter()
+        .map(|t| {
+            Transport::from_name(t).ok_or_else(|| {
+                UsageError(format!("--transport {t:?}: expected protocol-v1, lsl or redis (comma-separated)"))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     println!(
         "machine: {} × {} ({} logical CPUs)",
         cpu_model(),
@@ -79,11 +89,12 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             results.push(compute_only(c, a.seconds));
             continue;
         }
-        for &r in &rates {
-            let res = end_to_end(c, r, a.seconds, !a.no_record, a.with_training, a.pin)
-                .with_context(|| format!("benchmark run {c} channels at {r:?} bins/s"))?;
+        for (&r, &t) in rates.iter().flat_map(|r| transports.iter().map(move |t| (r, t))) {
+            let res = end_to_end(t, c, r, a.seconds, !a.no_record, a.with_training, a.pin)
+                .with_context(|| format!("benchmark run {} {c} channels at {r:?} bins/s", t.name()))?;
             eprintln!(
-                "  {} ch @ {}: p50 {:.1} µs p99 {:.1} µs, {:.0} bins/s, lost {}",
+                "  {} {} ch @ {}: p50 {:.1} µs p99 {:.1} µs, {:.0} bins/s, lost {}",
+                t.name(),
                 c,
                 r.map(|x| format!("{x:.0}")).unwrap_or("max".into()),
                 res.p50_us,

@@ -270,6 +270,8 @@ impl ServeConfig {
         e.extend(self.ingest.problems());
         e.extend(self.frontend.problems("frontend."));
         e.extend(self.publish.problems());
+        let input_is_redis = self.ingest.kind() == Some(crate::ingest::IngestKind::Redis);
+        e.extend(self.publish.redis.problems("publish.redis.", input_is_redis));
         self.endpoint_clashes(&mut e);
         if self.record.queue_bytes < (1 << 20) {
             e.push(format!("record.queue_bytes: {} is too small; expected >= 1048576", self.record.queue_bytes));

@@ -20,7 +20,7 @@ use super::stats::{LoopCounters, StatsClock};
 use super::watchdog::{Watchdog, WatchdogSettings};
 use crate::ingest::{RigEvent, Sink};
 use crate::model::StepKernel;
-use crate::publish::ZmqPublisher;
+use crate::publish::{Decoded, OutputSink, ZmqPublisher};
 use crate::wire::{DropReason, FLAG_IMPUTED, FLAG_RESET, FLAG_STALE};
 
 /// Settings of the engine (from the config).
@@ -88,6 +88,10 @@ pub struct Engine {
     model_id: String,
     counters: Arc<LoopCounters>,
     out: ZmqPublisher,
+    /// Sinks beside the ZeroMQ publisher (LSL outlet, Redis stream).
+    extra: Vec<Box<dyn OutputSink>>,
+    /// The source's tag for the current input (`Sink::tag`).
+    tag: Vec<u8>,
     out_buf: Vec<f32>,
     seq: Sequencer,
     pending_reset: bool,
@@ -127,7 +131,15 @@ impl Engine {
             model_id,
             counters,
             out,
+            extra: Vec::new(),
+            tag: Vec::with_capacity(1024),
         }
+    }
+
+    /// Adds output sinks fed beside the ZeroMQ publisher.
+    pub fn with_outputs(mut self, extra: Vec<Box<dyn OutputSink>>) -> Self {
+        self.extra = extra;
+        self
     }
 
     /// Swaps in a kernel built off-thread, carrying or re-warming the state.
@@ -171,6 +183,9 @@ impl Engine {
             if self.out.send(f.seq, f.t_ns, FLAG_STALE, f.values) {
                 LoopCounters::add(&self.counters.stale_outputs, 1);
             }
+        }
+        for o in &mut self.extra {
+            o.tick(now);
         }
         self.rec.flush_if_old(&self.counters, now);
         self.stats.maybe_log(now, &self.counters, &self.model_id, false);
@@ -240,6 +255,12 @@ impl Engine {
             LoopCounters::add(&self.counters.bins_out, 1);
         }
         self.watchdog.output(&self.out_buf);
+        if !self.extra.is_empty() {
+            let d = Decoded { seq, t_ns, flags, values: &self.out_buf, tag: &self.tag };
+            for o in &mut self.extra {
+                o.send(&d);
+            }
+        }
         self.rec.output(&self.counters, &self.out_buf, seq, flags, now);
     }
 }
@@ -293,5 +314,10 @@ impl Sink for Engine {
 
     fn drop_one(&mut self, reason: DropReason) {
         self.counters.drop_one(reason);
+    }
+
+    fn tag(&mut self, tag: &[u8]) {
+        self.tag.clear();
+        self.tag.extend_from_slice(tag);
     }
 }

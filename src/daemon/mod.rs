@@ -52,6 +52,8 @@ pub enum DaemonError {
     Socket(#[from] SocketError),
     #[error(transparent)]
     Ingest(#[from] IngestError),
+    #[error(transparent)]
+    Publish(#[from] crate::publish::PublishError),
     #[error("cannot start thread {name}: {source}")]
     Thread { name: &'static str, source: std::io::Error },
 }
@@ -202,6 +204,7 @@ fn allowlists(cfg: &ServeConfig) -> HashMap<String, Vec<std::net::IpAddr>> {
 struct Sockets {
     source: Box<dyn Source>,
     out: ZmqPublisher,
+    extra: Vec<Box<dyn crate::publish::OutputSink>>,
     control: Option<(zmq::Socket, String)>,
 }
 
@@ -214,6 +217,7 @@ fn open_sockets(
     let (channels, out_dim) = (model.model.spec.channels, model.model.spec.dz);
     let source = crate::ingest::open(&cfg.ingest, &cfg.frontend, ctx, channels, cfg.record.bin_seconds, frontend)?;
     let out = ZmqPublisher::open(&cfg.publish, ctx, out_dim)?;
+    let extra = crate::publish::open_outputs(&cfg.publish, &cfg.ingest, out_dim, cfg.record.bin_seconds)?;
     let control = if cfg.control.enabled {
         Some(open_socket(ctx, zmq::REP, &cfg.control.endpoint, true, |s| {
             if cfg.control.allow_ips.is_empty() {
@@ -225,7 +229,7 @@ fn open_sockets(
     } else {
         None
     };
-    Ok(Sockets { source, out, control })
+    Ok(Sockets { source, out, extra, control })
 }
 
 impl Daemon {
@@ -258,7 +262,8 @@ impl Daemon {
             counters.clone(),
             socks.out,
             RecordSlot::new(link),
-        );
+        )
+        .with_outputs(socks.extra);
         let lp = DecodeLoop::new(socks.source, eng, control_rx, shutdown.clone());
         let decode = spawn_decode(lp, cfg.decode.cpu_core)?;
 

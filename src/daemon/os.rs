@@ -1,8 +1,9 @@
-//! Thin wrappers over the two OS calls the daemon needs that std lacks:
-//! lowering a thread's scheduling priority (the retrainer) and pinning a
-//! thread to a core (the decode loop). These are the crate's only `unsafe`
-//! blocks; each is a single libc call on the calling thread with plain
-//! integer arguments.
+//! Thin wrappers over the OS calls the daemon needs that std lacks:
+//! lowering a thread's scheduling priority (the retrainer), pinning a
+//! thread to a core (the decode loop) and reading CLOCK_MONOTONIC (Redis
+//! output timestamps). With `ingest::lsl::ffi` (liblsl at run time) these
+//! are the crate's only `unsafe` blocks; each is a single libc call on the
+//! calling thread with plain integer arguments or an out-pointer.
 #![allow(unsafe_code)]
 
 /// Sets the calling thread's nice value (Linux: per thread). 0..=19.
@@ -62,6 +63,18 @@ pub fn pin_current_thread(core: usize) -> std::io::Result<()> {
             Err(std::io::Error::last_os_error())
         }
     }
+}
+
+/// CLOCK_MONOTONIC in ns: the clock BRAND nodes stamp their stream entries
+/// with (`time.monotonic_ns()`), comparable across processes on one machine.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 #[cfg(test)]

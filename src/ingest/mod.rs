@@ -1,7 +1,7 @@
 //! Input sources: where timesteps come from. The decode loop knows only the
 //! two traits here; each transport (protocol v1 over ZeroMQ, the Open Ephys
-//! ZMQ Interface, ...) is one [`Source`] in its own module, with its own
-//! config section.
+//! ZMQ Interface, Lab Streaming Layer, Redis Streams) is one [`Source`] in
+//! its own module, with its own config section.
 //!
 //! A source turns whatever its transport carries into timesteps
 //! `(seq, t_ns, values)` (and behaviour bins when it has them) and hands them
@@ -15,8 +15,10 @@
 //! run on the decode thread, so anything that must block (heartbeats) lives
 //! on a thread of the source's own.
 
+pub mod lsl;
 pub mod openephys;
 pub mod protocol_v1;
+pub mod redis;
 
 use std::time::{Duration, Instant};
 
@@ -31,8 +33,10 @@ pub type FrontendSlot = std::sync::Arc<std::sync::Mutex<Option<crate::frontend::
 /// Largest behaviour width a source may deliver (and a record batch holds).
 pub const BEHAVIOR_MAX_DIMS: usize = 64;
 
+pub use lsl::LslSection;
 pub use openephys::OpenEphysSection;
 pub use protocol_v1::ProtocolV1Section;
+pub use redis::RedisSection;
 
 /// The decode engine as a source sees it.
 pub trait Sink {
@@ -50,6 +54,10 @@ pub trait Sink {
     fn event(&mut self, ev: RigEvent);
     /// Counts one rejected input.
     fn drop_one(&mut self, reason: DropReason);
+    /// Opaque bytes the outputs of the next timestep carry (a Redis
+    /// entry's `sync` field); a source that calls this calls it before
+    /// every timestep.
+    fn tag(&mut self, _tag: &[u8]) {}
 }
 
 /// A TTL line change reported by the acquisition system.
@@ -85,6 +93,8 @@ pub enum IngestError {
     Config(String),
     #[error("cannot start the source's thread: {0}")]
     Thread(std::io::Error),
+    #[error(transparent)]
+    Lsl(#[from] lsl::LslError),
 }
 
 /// Opens the configured source (sockets bound or connected, threads started).
@@ -108,6 +118,10 @@ pub fn open(
             bin_seconds,
             frontend_slot,
         )?)),
+        Some(IngestKind::Redis) => Ok(Box::new(redis::RedisSource::open(&cfg.redis, channels)?)),
+        Some(IngestKind::Lsl) => {
+            Ok(Box::new(lsl::LslSource::open(&cfg.lsl, frontend, channels, bin_seconds, frontend_slot)?))
+        }
         None => Err(IngestError::Config(cfg.problems().join("; "))),
     }
 }
@@ -124,17 +138,21 @@ pub enum SourceError {
 pub enum IngestKind {
     ProtocolV1,
     OpenEphys,
+    Lsl,
+    Redis,
 }
 
 impl IngestKind {
     /// Every accepted `ingest.kind` value.
-    pub const NAMES: [&'static str; 2] = ["protocol-v1", "openephys"];
+    pub const NAMES: [&'static str; 4] = ["protocol-v1", "openephys", "lsl", "redis"];
 
     /// Parses a config value.
     pub fn from_name(s: &str) -> Option<Self> {
         match s {
             "protocol-v1" => Some(Self::ProtocolV1),
             "openephys" => Some(Self::OpenEphys),
+            "lsl" => Some(Self::Lsl),
+            "redis" => Some(Self::Redis),
             _ => None,
         }
     }
@@ -144,7 +162,7 @@ impl IngestKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngestSection {
-    /// `protocol-v1` (default) or `openephys`.
+    /// `protocol-v1` (default), `openephys`, `lsl` or `redis`.
     pub kind: String,
     /// Largest seq gap that is imputed; larger gaps reset the state.
     pub max_gap_bins: u64,
@@ -152,6 +170,10 @@ pub struct IngestSection {
     pub protocol_v1: ProtocolV1Section,
     /// The Open Ephys GUI's ZMQ Interface plugin.
     pub openephys: OpenEphysSection,
+    /// A Lab Streaming Layer stream (liblsl loaded at run time).
+    pub lsl: LslSection,
+    /// A Redis stream in BRAND's entry layout.
+    pub redis: RedisSection,
 }
 
 impl Default for IngestSection {
@@ -161,6 +183,8 @@ impl Default for IngestSection {
             max_gap_bins: 50,
             protocol_v1: ProtocolV1Section::default(),
             openephys: OpenEphysSection::default(),
+            lsl: LslSection::default(),
+            redis: RedisSection::default(),
         }
     }
 }
@@ -172,17 +196,23 @@ impl IngestSection {
     }
 
     /// The address the configured source reads from.
-    pub fn endpoint(&self) -> &str {
+    pub fn endpoint(&self) -> String {
         match self.kind() {
-            Some(IngestKind::OpenEphys) => &self.openephys.endpoint,
-            _ => &self.protocol_v1.endpoint,
+            Some(IngestKind::OpenEphys) => self.openephys.endpoint.clone(),
+            Some(IngestKind::Redis) => self.redis.url.clone(),
+            Some(IngestKind::Lsl) => self.lsl.address(),
+            _ => self.protocol_v1.endpoint.clone(),
         }
     }
 
-    /// Points the configured source at another address (`--ingest`).
+    /// Points the configured source at another address (`--ingest`):
+    /// `redis://HOST:PORT` for Redis, `lsl:name=NAME` (or `type=`,
+    /// `source_id=`, joined by `;`) for LSL, a ZeroMQ endpoint otherwise.
     pub fn set_endpoint(&mut self, ep: &str) {
         match self.kind() {
             Some(IngestKind::OpenEphys) => self.openephys.endpoint = ep.to_string(),
+            Some(IngestKind::Redis) => self.redis.url = ep.to_string(),
+            Some(IngestKind::Lsl) => self.lsl.set_address(ep),
             _ => self.protocol_v1.endpoint = ep.to_string(),
         }
     }
@@ -195,6 +225,7 @@ impl IngestSection {
                 v.extend(self.openephys.heartbeat_endpoint());
                 v
             }
+            Some(IngestKind::Redis) | Some(IngestKind::Lsl) => Vec::new(),
             _ => vec![self.protocol_v1.endpoint.clone()],
         }
     }
@@ -209,6 +240,8 @@ impl IngestSection {
             )],
             Some(IngestKind::ProtocolV1) => self.protocol_v1.problems("ingest.protocol_v1."),
             Some(IngestKind::OpenEphys) => self.openephys.problems("ingest.openephys."),
+            Some(IngestKind::Lsl) => self.lsl.problems("ingest.lsl."),
+            Some(IngestKind::Redis) => self.redis.problems("ingest.redis."),
         }
     }
 }

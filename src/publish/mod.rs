@@ -1,12 +1,22 @@
 //! Output sinks: where decoded timesteps go. Protocol v1 over a ZeroMQ PUB
-//! socket is the publisher every daemon has; further sinks (other
-//! transports) sit beside it and are fed by the same engine.
+//! socket is the publisher every daemon has; further sinks ([`OutputSink`]:
+//! an LSL outlet, a Redis stream) sit beside it and are fed by the same
+//! engine with the same outputs.
 //!
 //! Invariant: [`ZmqPublisher::send`] never blocks and never allocates (the
 //! encode buffer is reused); at its high-water mark PUB drops, which a
-//! subscriber sees as a seq gap.
+//! subscriber sees as a seq gap. Every [`OutputSink`] keeps the same rule:
+//! a sink that cannot deliver counts the loss and returns.
+
+pub mod lsl;
+pub mod redis;
+
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
+
+pub use lsl::LslOutletSection;
+pub use redis::RedisOutputSection;
 
 use crate::ingest::check_endpoint;
 use crate::transport::{open_socket, Access, SocketError};
@@ -28,6 +38,10 @@ pub struct PublishSection {
     pub allow_remote: bool,
     /// Only these addresses may connect (empty = anyone who can reach the endpoint).
     pub allow_ips: Vec<String>,
+    /// Decoded behaviour as an LSL stream as well.
+    pub lsl: LslOutletSection,
+    /// Decoded behaviour as a Redis stream as well (a BRAND node's output).
+    pub redis: RedisOutputSection,
 }
 
 /// ZAP domain of the publish socket (its `allow_ips`).
@@ -42,6 +56,8 @@ impl Default for PublishSection {
             send_hwm_messages: 100_000,
             allow_remote: false,
             allow_ips: Vec::new(),
+            lsl: LslOutletSection::default(),
+            redis: RedisOutputSection::default(),
         }
     }
 }
@@ -58,6 +74,7 @@ impl PublishSection {
         if self.send_hwm_messages < 0 {
             e.push(format!("publish.send_hwm_messages: {} must be >= 0", self.send_hwm_messages));
         }
+        e.extend(self.lsl.problems("publish.lsl."));
         e
     }
 }
@@ -73,6 +90,59 @@ impl PublishSection {
             allow_ips: &self.allow_ips,
         }
     }
+}
+
+/// One decoded timestep as every output sink sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Decoded<'a> {
+    pub seq: u64,
+    /// The input's time (the source's clock).
+    pub t_ns: u64,
+    /// Protocol-v1 flag bits (imputed, reset).
+    pub flags: u16,
+    pub values: &'a [f32],
+    /// Bytes the source attached to the input (a Redis entry's `sync`); may be empty.
+    pub tag: &'a [u8],
+}
+
+/// An output beside the ZeroMQ publisher, run on the decode thread.
+pub trait OutputSink: Send {
+    /// Delivers one output without blocking for long; false if it was lost.
+    fn send(&mut self, d: &Decoded<'_>) -> bool;
+    /// Housekeeping between messages (reconnection).
+    fn tick(&mut self, _now: Instant) {}
+    /// Short name for logs.
+    fn name(&self) -> &'static str;
+}
+
+/// An output sink that could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("publish.redis: cannot reach Redis at {url}: {source}")]
+    Redis { url: String, source: ::redis::RedisError },
+    #[error("publish.lsl: {0}")]
+    Lsl(#[from] crate::ingest::lsl::ffi::FfiError),
+}
+
+/// Opens the configured sinks beside the ZeroMQ publisher.
+pub fn open_outputs(
+    cfg: &PublishSection,
+    ingest: &crate::ingest::IngestSection,
+    out_dim: usize,
+    bin_seconds: f64,
+) -> Result<Vec<Box<dyn OutputSink>>, PublishError> {
+    let mut v: Vec<Box<dyn OutputSink>> = Vec::new();
+    let from_lsl = ingest.kind() == Some(crate::ingest::IngestKind::Lsl);
+    if cfg.lsl.enabled {
+        let lib = ingest.lsl.library.as_deref();
+        v.push(Box::new(lsl::LslOutput::open(&cfg.lsl, lib, out_dim, bin_seconds, from_lsl)?));
+    }
+    if cfg.redis.enabled {
+        let out = redis::RedisOutput::open(&cfg.redis, &ingest.redis, out_dim)
+            .map_err(|source| PublishError::Redis { url: cfg.redis.target(&ingest.redis).url, source })?;
+        v.push(Box::new(out));
+    }
+    Ok(v)
 }
 
 /// Protocol-v1 frames on a PUB socket.
