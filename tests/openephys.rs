@@ -43,7 +43,13 @@ fn config(port: u16, record: &Path, mode: &str) -> ServeConfig {
     c.ingest.kind = "openephys".into();
     c.ingest.openephys.endpoint = format!("tcp://127.0.0.1:{port}");
     c.ingest.openephys.mode = mode.into();
-    c.ingest.openephys.spike_hold_ms = 150.0;
+    // A loaded test machine can pause the Python stand-in for longer than the
+    // default 100 ms: events would then arrive after their bin closed (counted
+    // as out_of_order) and blocks after the stall limit. Both rules are tested
+    // on their own (spikes.rs, the bad-input test below).
+    c.ingest.openephys.spike_hold_ms = 1000.0;
+    c.ingest.openephys.stall_ms = 2000;
+    c.ingest.openephys.buffer_s = 5.0;
     // The stand-in's waveform has an after-potential whose band-passed tail
     // dips below threshold again ~1.1 ms after the trough: a 1 ms dead time
     // counts many spikes twice. 1.6 ms is the 48-sample spike window of

@@ -65,7 +65,7 @@ impl Recording {
 }
 
 pub(super) fn replace_root_attr<T: H5Type>(file: &hdf5::File, name: &str, value: &T) -> hdf5::Result<()> {
-    if file.attr_names()?.iter().any(|n| n == name) {
+    if file.attr(name).is_ok() {
         file.delete_attr(name)?;
     }
     let attr = file.new_attr::<T>().shape(()).create(name)?;

@@ -118,3 +118,45 @@ impl SpikeBinner {
         self.clock_at = None;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 1 kHz, 10-sample bins, a 5-sample hold; emitted bins collected.
+    fn binner() -> (SpikeBinner, Vec<(u64, Vec<f32>)>) {
+        (SpikeBinner::new(2, 1000.0, 0.01, 0.005), Vec::new())
+    }
+
+    #[test]
+    fn bins_close_hold_samples_after_their_end_and_late_events_are_refused() {
+        let (mut b, mut out) = binner();
+        let t = Instant::now();
+        let mut emit = |k: u64, c: &[f32]| out.push((k, c.to_vec()));
+        assert!(b.spike(1, 12, t, &mut emit));
+        assert!(b.spike(0, 3, t, &mut emit), "an earlier event before anything is out moves the start back");
+        assert!(b.spike(0, 14, t, &mut emit));
+        b.tick(t, &mut emit); // clock 14: bin 0 ends at 10, + hold 5 > 14: still open
+        assert!(b.spike(1, 31, t, &mut emit));
+        b.tick(t, &mut emit); // clock 31: bins 0 and 1 close (end + 5 <= 31)
+        assert!(!b.spike(0, 8, t, &mut emit), "bin 0 is already out");
+        drop(emit);
+        assert_eq!(out, vec![(0, vec![1.0, 0.0]), (1, vec![1.0, 1.0])]);
+    }
+
+    #[test]
+    fn a_silent_array_still_gives_zero_bins_but_a_stopped_stream_stops() {
+        let (mut b, _) = binner();
+        let t = Instant::now();
+        let n = std::cell::Cell::new(0usize);
+        let mut emit = |_k: u64, _c: &[f32]| n.set(n.get() + 1);
+        b.spike(0, 0, t, &mut emit);
+        // 0.5 s without events: the clock runs on at the stream's rate after the hold.
+        b.tick(t + Duration::from_millis(500), &mut emit);
+        let after_half_s = n.get();
+        // An hour later: at most MAX_EXTRAPOLATION_S of bins in total.
+        b.tick(t + Duration::from_secs(3600), &mut emit);
+        assert!((45..=50).contains(&after_half_s), "{after_half_s} bins after 0.5 s");
+        assert!(n.get() <= 100, "a stopped stream kept producing bins: {}", n.get());
+    }
+}

@@ -222,7 +222,7 @@ fn found_list(found: &[String]) -> String {
 /// `.nwb` file name.
 pub fn is_nwb(file: &hdf5::File, path: &Path) -> bool {
     let by_name = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("nwb"));
-    by_name || file.attr_names().map(|n| n.iter().any(|a| a == "nwb_version")).unwrap_or(false)
+    by_name || file.attr("nwb_version").is_ok()
 }
 
 #[cfg(test)]
