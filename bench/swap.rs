@@ -59,7 +59,12 @@ fn swap(c: &mut Criterion) {
     let ctx = zmq::Context::new();
     let mut g = c.benchmark_group("swap");
     for channels in [96usize, 192] {
-        let cases = [(SwapState::Carry, 50, "carry"), (SwapState::Rewarm, 50, "rewarm-50"), (SwapState::Rewarm, 500, "rewarm-500"), (SwapState::Rewarm, MAX_REWARM_BINS, "rewarm-2000")];
+        let cases = [
+            (SwapState::Carry, 50, "carry"),
+            (SwapState::Rewarm, 50, "rewarm-50"),
+            (SwapState::Rewarm, 500, "rewarm-500"),
+            (SwapState::Rewarm, MAX_REWARM_BINS, "rewarm-2000"),
+        ];
         for (i, (state, rewarm, name)) in cases.into_iter().enumerate() {
             let mut eng = engine(&ctx, channels, state, rewarm, i);
             let spare = StepKernel::new(synthetic_model(channels, 2).model);

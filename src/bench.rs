@@ -13,6 +13,7 @@ use anyhow::Context;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::clock::monotonic_ns;
 use crate::daemon::config::ServeConfig;
 use crate::daemon::stats::latency_histogram;
 use crate::daemon::Daemon;
@@ -21,7 +22,7 @@ use crate::model::file::{ModelFile, ModelMeta};
 use crate::model::net::AlternatorNet;
 use crate::model::preprocess::NormStats;
 use crate::model::{Activation, Mode, Model, ModelSpec, Smoothing, StepKernel};
-use crate::replay::{monotonic_ns, pace_until, Publisher};
+use crate::replay::{pace_until, Publisher};
 use crate::rng::Rng;
 use crate::wire::{encode_f32, Dtype, Frame, FLAG_IMPUTED};
 

@@ -7,8 +7,8 @@ use std::thread::JoinHandle;
 
 use anyhow::Context;
 
+use crate::clock::monotonic_ns;
 use crate::matrix::Matrix;
-use crate::replay::monotonic_ns;
 use crate::wire::{Frame, FLAG_IMPUTED, FLAG_STALE};
 
 /// One received output frame.

@@ -10,7 +10,7 @@
 //!   counts (no I/O); [`transport`]: ZeroMQ socket set-up.
 //! - [`metrics`], [`baselines`]: scoring and the standard decoders it is compared with.
 //! - [`cli`], [`commands`]: the command line.
-//! - [`matrix`], [`rng`]: small shared utilities.
+//! - [`matrix`], [`rng`], [`clock`]: small shared utilities.
 #![deny(unsafe_code)]
 // Numerical loops index several arrays in step, and `!(x > 0.0)` is used on
 // purpose so that NaN fails validation.
@@ -20,11 +20,11 @@ pub mod baselines;
 pub mod bench;
 pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod commands;
 pub mod daemon;
 pub mod frontend;
 pub mod ingest;
-pub(crate) mod linalg;
 pub mod matrix;
 pub mod metrics;
 pub mod model;

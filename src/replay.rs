@@ -9,19 +9,13 @@
 //! `--loop` passes); `t_ns` is this process's monotonic clock at send time.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+use crate::clock::monotonic_ns;
 use crate::recording::Recording;
 use crate::wire::{encode_frame, Dtype, Header, VERSION};
-
-/// Process-wide monotonic clock origin for `t_ns`.
-pub fn monotonic_ns() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_nanos() as u64 + 1
-}
 
 /// Why a replay could not start or continue.
 #[derive(Debug, thiserror::Error)]

@@ -3,11 +3,11 @@
 //! decoding recursion, with their tests. Shared data handling and the error
 //! type live in the parent module.
 
+use super::linalg::{axpy, dot, invert_spd, mat_mul, mat_mul_bt, mat_vec, outer_add, symmetrise, transpose};
 use super::{
     add_diagonal_floor, centred, check_training, column_means, ensure_finite, solve_or_singular, BaselineError,
     Standardizer, KALMAN_Q_RIDGE, MIN_BINS,
 };
-use crate::linalg::{axpy, dot, invert_spd, mat_mul, mat_mul_bt, mat_vec, outer_add, symmetrise, transpose};
 use crate::matrix::Matrix;
 
 /// Kalman-filter decoder (Wu et al. 2006).
@@ -210,8 +210,8 @@ impl KalmanParams {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::baselines::linalg::{gauss_solve, identity};
     use crate::baselines::test_util::{max_abs_diff, Rng};
-    use crate::linalg::{gauss_solve, identity};
     use crate::metrics::Metrics;
 
     const KB: usize = 2;

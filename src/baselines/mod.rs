@@ -6,7 +6,7 @@
 //!
 //! The small dense `f64` linear algebra they need (a Cholesky factor with a
 //! diagonal-jitter fallback, SPD solves and inverses) lives in
-//! `crate::linalg`; nothing here depends on an external linear-algebra crate.
+//! `linalg.rs` (this folder); nothing here depends on an external linear-algebra crate.
 //!
 //! Invariants:
 //! - Spikes are standardised per channel with the *training* mean and
@@ -25,10 +25,11 @@
 //! paths are `crate::baselines::WienerFilter` and
 //! `crate::baselines::KalmanDecoder`.
 
-use crate::linalg::solve_spd;
 use crate::matrix::Matrix;
+use linalg::solve_spd;
 
 mod kalman;
+mod linalg;
 mod wiener;
 
 pub use kalman::KalmanDecoder;

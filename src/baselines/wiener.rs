@@ -3,10 +3,10 @@
 //! its tests. Shared data handling and the error type live in the parent
 //! module.
 
+use super::linalg::axpy;
 use super::{
     centred, check_training, column_means, ensure_finite, solve_or_singular, BaselineError, Standardizer, MIN_BINS,
 };
-use crate::linalg::axpy;
 use crate::matrix::Matrix;
 
 /// Causal lagged ridge regression: `y_t = bias + Σ_{i<lags} W_iᵀ z_{t−i}`,
@@ -181,8 +181,8 @@ fn lagged_gram(z: &[f64], t: usize, c: usize, lags: usize) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::baselines::linalg::{gauss_solve, outer_add};
     use crate::baselines::test_util::{max_abs_diff, Rng};
-    use crate::linalg::{gauss_solve, outer_add};
     use crate::metrics::Metrics;
 
     /// y_t = a·x_t + b·x_{t−2} + c + noise, C = 4, B = 2; x offset and scaled

@@ -65,18 +65,6 @@ pub fn pin_current_thread(core: usize) -> std::io::Result<()> {
     }
 }
 
-/// CLOCK_MONOTONIC in ns: the clock BRAND nodes stamp their stream entries
-/// with (`time.monotonic_ns()`), comparable across processes on one machine.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    if rc != 0 {
-        return 0;
-    }
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -155,7 +155,7 @@ impl RedisOutput {
         for v in d.values {
             self.samples.extend_from_slice(&v.to_le_bytes());
         }
-        let ts = crate::daemon::os::monotonic_ns().to_le_bytes();
+        let ts = crate::clock::monotonic_ns().to_le_bytes();
         let sync: &[u8] = if d.tag.is_empty() { b"{}" } else { d.tag };
         self.cmd.clear();
         pack(
