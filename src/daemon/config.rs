@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use crate::frontend::FrontendConfig;
+pub use crate::admin::AdminSection;
 use crate::ingest::check_endpoint;
 pub use crate::ingest::IngestSection;
 use crate::model::train::TrainConfig;
@@ -37,6 +38,8 @@ pub struct ServeConfig {
     pub retrain: RetrainSection,
     /// Control socket (status queries, retrain requests).
     pub control: ControlSection,
+    /// Admin HTTP server (metrics, JSON API, dashboard).
+    pub admin: AdminSection,
 }
 
 /// The control socket: a ZeroMQ REP socket answering one-line commands
@@ -219,6 +222,7 @@ impl ServeConfig {
         e.extend(self.ingest.problems());
         e.extend(self.frontend.problems("frontend."));
         e.extend(self.publish.problems());
+        e.extend(self.admin.problems());
         self.endpoint_clashes(&mut e);
         if self.record.queue_bins < 64 {
             e.push(format!("record.queue_bins: {} is too small; expected >= 64", self.record.queue_bins));

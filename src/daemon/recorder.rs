@@ -385,6 +385,7 @@ impl Recorder {
 
     fn close_current(&mut self) {
         if let Some(f) = self.current.take() {
+            self.counters.session.set_path(None);
             match f.finish() {
                 Ok((path, bins, labelled_bins)) => {
                     info!(path = %path.display(), bins, labelled_bins, "Session file closed.");
@@ -430,6 +431,7 @@ impl Recorder {
             match SessionFile::open(&path, &self.cfg, &self.info) {
                 Ok(f) => {
                     info!(path = %path.display(), "Session file opened.");
+                    self.counters.session.set_path(Some(path.clone()));
                     self.current = Some(f);
                     self.failed_open_at = None;
                 }
@@ -442,7 +444,12 @@ impl Recorder {
             }
         }
         if let Some(f) = self.current.as_mut() {
-            if let Err(e) = f.write(b) {
+            let before = f.bytes;
+            let written = f.write(b);
+            LoopCounters::add(&self.counters.recorded_bytes, f.bytes - before);
+            let on_disk = std::fs::metadata(f.w.path()).map(|m| m.len()).unwrap_or(0);
+            self.counters.session.file_bytes.store(on_disk, Ordering::Relaxed);
+            if let Err(e) = written {
                 error!(path = %f.w.path().display(), error = %e, lost_bins = b.in_seq.len(), "Writing the session file failed; starting a new file.");
                 LoopCounters::add(&self.counters.record_lost, b.items() as u64);
                 self.close_current();
