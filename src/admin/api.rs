@@ -131,3 +131,102 @@ async fn not_found() -> Response {
     (StatusCode::NOT_FOUND, Json(json!({"ok": false, "error": "no such path; see / for the dashboard, /metrics, /api/status"})))
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    //! The access check through the real router and middleware, with the
+    //! peer address injected (a second machine is not needed to be remote).
+    use std::sync::Mutex;
+
+    use axum::body::Body;
+    use axum::extract::connect_info::MockConnectInfo;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::admin::live::LiveView;
+    use crate::daemon::control::{Control, ControlActions, ControlInfo};
+    use crate::daemon::stats::LoopCounters;
+    use crate::daemon::telemetry::output_feed;
+
+    const TOKEN: &str = "0123456789abcdef-token";
+
+    struct Off;
+    impl ControlActions for Off {
+        fn retrain(&self) -> Result<String, ControlError> {
+            Err(ControlError::RetrainDisabled)
+        }
+        fn rollback(&self, gen: u64) -> Result<String, ControlError> {
+            Err(ControlError::RollbackDisabled { gen })
+        }
+    }
+
+    fn app(peer: &str) -> Router {
+        let info = ControlInfo {
+            channels: 4,
+            outputs: 2,
+            model_id: Arc::new(Mutex::new("m".into())),
+            ingest_endpoint: "i".into(),
+            publish_endpoint: "p".into(),
+            models_dir: "/nonexistent".into(),
+        };
+        let control = Arc::new(Control::new(info, Arc::new(LoopCounters::default()), Box::new(Off)));
+        let shared = Arc::new(Shared {
+            control,
+            live: Mutex::new(LiveView::new(output_feed(1).1, 0.02)),
+            updates: tokio::sync::broadcast::channel(4).0,
+            token: TOKEN.into(),
+            recording: false,
+        });
+        let (_tx, rx) = watch::channel(false);
+        router(shared, rx).layer(MockConnectInfo(peer.parse::<SocketAddr>().unwrap()))
+    }
+
+    async fn call(app: Router, method: &str, uri: &str, auth: Option<&str>) -> (StatusCode, String) {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(t) = auth {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let resp = app.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+        let code = resp.status();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        (code, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    fn run<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+    }
+
+    #[test]
+    fn non_loopback_without_the_token_gets_401() {
+        run(async {
+            for path in ["/api/status", "/metrics", "/", "/api/events"] {
+                let (code, body) = call(app("192.0.2.10:40000"), "GET", path, None).await;
+                assert_eq!(code, StatusCode::UNAUTHORIZED, "{path}");
+                assert!(body.contains("bearer token is required"), "{body}");
+            }
+            let (code, _) = call(app("192.0.2.10:40000"), "POST", "/api/retrain", Some("wrong-token")).await;
+            assert_eq!(code, StatusCode::UNAUTHORIZED);
+            let (code, body) = call(app("192.0.2.10:40000"), "GET", "/api/status", Some(TOKEN)).await;
+            assert_eq!(code, StatusCode::OK, "{body}");
+            let (code, _) = call(app("192.0.2.10:40000"), "GET", &format!("/api/status?token={TOKEN}"), None).await;
+            assert_eq!(code, StatusCode::OK);
+            let (code, body) = call(app("127.0.0.1:40000"), "GET", "/api/status", None).await;
+            assert_eq!(code, StatusCode::OK, "{body}");
+        });
+    }
+
+    #[test]
+    fn control_errors_map_to_status_codes_with_json_bodies() {
+        run(async {
+            let (code, body) = call(app("127.0.0.1:1"), "POST", "/api/retrain", None).await;
+            assert_eq!(code, StatusCode::CONFLICT);
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(v, error_json(&ControlError::RetrainDisabled));
+            let (code, _) = call(app("127.0.0.1:1"), "POST", "/api/rollback/abc", None).await;
+            assert_eq!(code, StatusCode::BAD_REQUEST);
+            let (code, _) = call(app("127.0.0.1:1"), "GET", "/api/rollback/1", None).await;
+            assert_eq!(code, StatusCode::METHOD_NOT_ALLOWED);
+        });
+    }
+}
