@@ -28,7 +28,22 @@ fn http(addr: SocketAddr, method: &str, path: &str, extra: &str) -> (u16, String
     write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n{extra}\r\n")
         .unwrap();
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
+    let mut buf = [0u8; 65536];
+    // Read until the peer closes, or until Content-Length bytes of body are in.
+    loop {
+        let n = s.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+            let len = head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok());
+            if len.is_some_and(|l: usize| raw.len() >= end + 4 + l) {
+                break;
+            }
+        }
+    }
     let text = String::from_utf8(raw).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
     let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
@@ -300,13 +315,91 @@ fn chromium() -> String {
     panic!("headless Chromium is needed for the dashboard test (scripts/setup.sh installs Debian's `chromium`)");
 }
 
-fn headless(browser: &str, args: &[&str]) -> String {
-    let out = Command::new(browser)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1400,1100"])
-        .args(args)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// A headless Chromium driven over the DevTools protocol (loopback only):
+/// `--dump-dom --virtual-time-budget` never returns while the page holds an
+/// event stream open, so the test navigates, waits in real time, then reads
+/// the DOM and takes a screenshot itself.
+struct Browser {
+    child: std::process::Child,
+    ws: tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>,
+    next_id: u64,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    fn start(binary: &str) -> Browser {
+        let profile = tempfile::tempdir().unwrap();
+        let child = Command::new(binary)
+            .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1400,1150"])
+            .args(["--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", "--no-first-run"])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let port_file = profile.path().join("DevToolsActivePort");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let port: u16 = loop {
+            if let Some(p) = std::fs::read_to_string(&port_file).ok().and_then(|s| s.lines().next()?.parse().ok()) {
+                break p;
+            }
+            assert!(Instant::now() < deadline, "Chromium did not open its DevTools port");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let devtools: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let targets = json(&http(devtools, "GET", "/json/list", "").1);
+        let page = targets.as_array().unwrap().iter().find(|t| t["type"] == "page").expect("a page target");
+        let (ws, _) = tungstenite::connect(page["webSocketDebuggerUrl"].as_str().unwrap()).unwrap();
+        Browser { child, ws, next_id: 1, _profile: profile }
+    }
+
+    /// One DevTools command; waits for its answer (events are skipped).
+    fn call(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        let msg = serde_json::json!({"id": id, "method": method, "params": params}).to_string();
+        self.ws.send(tungstenite::Message::text(msg)).unwrap();
+        loop {
+            let m = self.ws.read().unwrap();
+            if let Ok(text) = m.to_text() {
+                let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+                if v["id"] == id {
+                    assert!(v.get("error").is_none(), "{method}: {v}");
+                    return v["result"].clone();
+                }
+            }
+        }
+    }
+
+    fn eval(&mut self, expr: &str) -> Value {
+        let r = self.call("Runtime.evaluate", serde_json::json!({"expression": expr, "returnByValue": true}));
+        r["result"]["value"].clone()
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        _ => 63,
+    };
+    let bytes: Vec<u8> = s.bytes().filter(|&c| c != b'=' && !c.is_ascii_whitespace()).map(val).collect();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for ch in bytes.chunks(4) {
+        let n = ch.iter().enumerate().fold(0u32, |acc, (i, &v)| acc | (v as u32) << (18 - 6 * i));
+        out.extend_from_slice(&n.to_be_bytes()[1..ch.len()]);
+    }
+    out
 }
 
 /// The text of the element with `id` in a dumped DOM.
@@ -340,10 +433,14 @@ fn dashboard_renders_live_data_in_headless_chromium() {
     let done = Arc::new(AtomicBool::new(false));
     let (done2, shot2) = (done.clone(), shot.clone());
     let looker = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(1500));
-        let budget = "--virtual-time-budget=4000";
-        let dom = headless(&browser, &["--timeout=8000", budget, "--dump-dom", &url]);
-        headless(&browser, &["--timeout=8000", budget, &format!("--screenshot={}", shot2.display()), &url]);
+        std::thread::sleep(Duration::from_millis(1000));
+        let mut b = Browser::start(&browser);
+        b.call("Page.enable", serde_json::json!({}));
+        b.call("Page.navigate", serde_json::json!({"url": url}));
+        std::thread::sleep(Duration::from_secs(4));
+        let dom = b.eval("document.documentElement.outerHTML").as_str().unwrap_or("").to_string();
+        let png = b.call("Page.captureScreenshot", serde_json::json!({"format": "png"}));
+        std::fs::write(&shot2, base64_decode(png["data"].as_str().unwrap())).unwrap();
         done2.store(true, Ordering::Relaxed);
         dom
     });

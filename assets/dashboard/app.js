@@ -145,8 +145,10 @@ function showCounters(u) {
   const age = u.last_bin_age_s;
   alive.className = "pill " + (age == null ? "waiting" : age < 2 ? "live" : "stalled");
   alive.textContent = age == null ? "waiting for bins" : age < 2 ? "decoding" : "no input";
-  $("drops").innerHTML = c.drops.map(([r, n]) =>
-    `<tr class="${n > 0 ? "nonzero" : ""}"><td>${r}</td><td>${fmtInt(n)}</td></tr>`).join("");
+  const nonzero = c.drops.filter(([, n]) => n > 0);
+  $("drops").innerHTML = nonzero.length
+    ? nonzero.map(([r, n]) => `<tr class="nonzero"><td>${r}</td><td>${fmtInt(n)}</td></tr>`).join("")
+    : `<tr><td>none (${c.drops.length} reasons counted)</td></tr>`;
 }
 
 function showLatency(lat) {
