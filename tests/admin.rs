@@ -47,7 +47,8 @@ fn http(addr: SocketAddr, method: &str, path: &str, extra: &str) -> (u16, String
     let text = String::from_utf8(raw).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
     let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.into() };
+    let body =
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.into() };
     (code, body)
 }
 
@@ -171,7 +172,11 @@ fn metrics_scraped_during_a_replay_match_the_daemon_summary() {
     assert_eq!(inf, count);
     let sum = sample(&m, "alternator_receive_to_publish_latency_seconds_sum", None);
     let mean_us = sum / count * 1e6;
-    assert!(mean_us > 0.5 && mean_us < summary.latency.max_us + 1.0, "mean {mean_us} µs vs max {}", summary.latency.max_us);
+    assert!(
+        mean_us > 0.5 && mean_us < summary.latency.max_us + 1.0,
+        "mean {mean_us} µs vs max {}",
+        summary.latency.max_us
+    );
     // Gauges.
     assert!(sample(&m, "alternator_last_bin_age_seconds", None) < 10.0);
     assert!(sample(&m, "alternator_recorded_bytes_total", None) > 0.0);

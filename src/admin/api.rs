@@ -43,7 +43,12 @@ pub fn router(shared: Arc<Shared>, stop: watch::Receiver<bool>) -> Router {
 }
 
 /// Refuses requests that [`super::auth::check`] refuses.
-async fn guard(State(st): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request, next: Next) -> Response {
+async fn guard(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+    next: Next,
+) -> Response {
     let verdict = super::auth::check(peer, req.method(), req.headers(), req.uri().query(), &st.shared.token);
     match verdict {
         Ok(()) => next.run(req).await,
@@ -78,9 +83,8 @@ fn internal(what: &str) -> Response {
 
 async fn get_metrics(State(st): State<AppState>) -> Response {
     match metrics::render(&st.registry) {
-        Ok(body) => {
-            ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
-        }
+        Ok(body) => ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
+            .into_response(),
         Err(_) => internal("cannot encode the metrics"),
     }
 }
@@ -128,7 +132,10 @@ async fn rollback(State(st): State<AppState>, Path(generation): Path<String>) ->
 }
 
 async fn not_found() -> Response {
-    (StatusCode::NOT_FOUND, Json(json!({"ok": false, "error": "no such path; see / for the dashboard, /metrics, /api/status"})))
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"ok": false, "error": "no such path; see / for the dashboard, /metrics, /api/status"})),
+    )
         .into_response()
 }
 

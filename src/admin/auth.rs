@@ -44,9 +44,7 @@ fn presented<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&'a s
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    from_header.or_else(|| {
-        query?.split('&').find_map(|kv| kv.strip_prefix("token=")).filter(|t| !t.is_empty())
-    })
+    from_header.or_else(|| query?.split('&').find_map(|kv| kv.strip_prefix("token=")).filter(|t| !t.is_empty()))
 }
 
 /// Checks one request: the peer's address, the token, and the origin of state changes.

@@ -27,7 +27,13 @@ pub struct AdminSection {
 
 impl Default for AdminSection {
     fn default() -> Self {
-        Self { enabled: false, listen: "127.0.0.1:9187".into(), allow_remote: false, token: String::new(), push_hz: 10.0 }
+        Self {
+            enabled: false,
+            listen: "127.0.0.1:9187".into(),
+            allow_remote: false,
+            token: String::new(),
+            push_hz: 10.0,
+        }
     }
 }
 

@@ -36,7 +36,12 @@ pub struct Percentiles {
 
 impl Percentiles {
     pub fn of(s: &BucketSnapshot) -> Self {
-        Self { count: s.count(), p50_us: s.quantile_us(0.5), p99_us: s.quantile_us(0.99), p999_us: s.quantile_us(0.999) }
+        Self {
+            count: s.count(),
+            p50_us: s.quantile_us(0.5),
+            p99_us: s.quantile_us(0.99),
+            p999_us: s.quantile_us(0.999),
+        }
     }
 }
 

@@ -52,7 +52,13 @@ fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, unit: Option<&Unit>,
 }
 
 /// A counter family with one label.
-fn labelled(e: &mut DescriptorEncoder, name: &str, help: &str, label: &str, rows: &[(String, u64)]) -> std::fmt::Result {
+fn labelled(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    label: &str,
+    rows: &[(String, u64)],
+) -> std::fmt::Result {
     let mut m = e.encode_descriptor(name, help, None, MetricType::Counter)?;
     for (value, n) in rows {
         let labels = [(label.to_string(), value.clone())];
@@ -65,7 +71,13 @@ impl DaemonCollector {
     fn counters(&self, e: &mut DescriptorEncoder) -> std::fmt::Result {
         let s = self.shared.control.counters().snapshot();
         let received = s.bins_in + s.dropped(DropReason::NonFinite) + s.dropped(DropReason::Duplicate);
-        counter(e, "bins_received", "Timesteps the source handed to the decoder (decoded, non-finite or duplicate).", None, received)?;
+        counter(
+            e,
+            "bins_received",
+            "Timesteps the source handed to the decoder (decoded, non-finite or duplicate).",
+            None,
+            received,
+        )?;
         counter(e, "bins_decoded", "Observed bins run through the model.", None, s.bins_in)?;
         counter(e, "bins_published", "Outputs published (decoded and imputed).", None, s.bins_out)?;
         counter(e, "bins_imputed", "Outputs imputed for missing or non-finite bins.", None, s.imputed)?;
@@ -79,10 +91,17 @@ impl DaemonCollector {
 
     fn retrain(&self, e: &mut DescriptorEncoder) -> std::fmt::Result {
         let st = self.shared.control.status().retrain.unwrap_or_default();
-        let rows = [("accepted".to_string(), st.accepted), ("rejected".into(), st.rejected), ("failed".into(), st.failed)];
+        let rows =
+            [("accepted".to_string(), st.accepted), ("rejected".into(), st.rejected), ("failed".into(), st.failed)];
         labelled(e, "retrain_runs", "Finished retraining runs, by outcome.", "outcome", &rows)?;
         if let Some(g) = st.live_generation {
-            gauge(e, "live_model_generation", "Generation number of the live model in the models directory.", None, g as f64)?;
+            gauge(
+                e,
+                "live_model_generation",
+                "Generation number of the live model in the models directory.",
+                None,
+                g as f64,
+            )?;
         }
         Ok(())
     }
@@ -115,7 +134,13 @@ impl DaemonCollector {
             gauge(e, "last_bin_age", "Time since the last observed bin was decoded.", Some(&Unit::Seconds), age)?;
         }
         let bytes = c.session.file_bytes.load(std::sync::atomic::Ordering::Relaxed);
-        gauge(e, "session_file", "Size on disk of the session file being written (0: none open).", Some(&Unit::Bytes), bytes as f64)
+        gauge(
+            e,
+            "session_file",
+            "Size on disk of the session file being written (0: none open).",
+            Some(&Unit::Bytes),
+            bytes as f64,
+        )
     }
 }
 

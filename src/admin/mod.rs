@@ -15,6 +15,7 @@
 pub mod auth;
 pub mod config;
 pub mod live;
+pub mod load;
 pub mod metrics;
 
 mod api;
@@ -162,7 +163,12 @@ async fn wait_stop(mut rx: watch::Receiver<bool>) {
     }
 }
 
-async fn serve(std_listener: std::net::TcpListener, shared: Arc<Shared>, period: Duration, stop: watch::Receiver<bool>) {
+async fn serve(
+    std_listener: std::net::TcpListener,
+    shared: Arc<Shared>,
+    period: Duration,
+    stop: watch::Receiver<bool>,
+) {
     let listener = match tokio::net::TcpListener::from_std(std_listener) {
         Ok(l) => l,
         Err(e) => {

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::frontend::FrontendConfig;
 pub use crate::admin::AdminSection;
+pub use crate::frontend::FrontendConfig;
 use crate::ingest::check_endpoint;
 pub use crate::ingest::IngestSection;
 use crate::model::train::TrainConfig;

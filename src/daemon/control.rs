@@ -33,7 +33,9 @@ pub enum ControlError {
     RetrainDisabled,
     #[error("a retraining request is already queued")]
     AlreadyQueued,
-    #[error("cannot roll back to generation {gen}: retraining (and the models directory) is not enabled in this daemon")]
+    #[error(
+        "cannot roll back to generation {gen}: retraining (and the models directory) is not enabled in this daemon"
+    )]
     RollbackDisabled { gen: u64 },
     #[error("generation {gen} does not exist in {dir}")]
     NoSuchGeneration { gen: u64, dir: PathBuf },
