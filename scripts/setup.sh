@@ -4,13 +4,14 @@
 # zmq crate), Python 3 with pip, and the Python packages the tests use as
 # independent clients (h5py writes recordings, pyzmq acts as a rig, scipy is
 # the reference for the front end's band-pass, pynwb writes and reads NWB
-# files, nwbinspector checks exported NWB files).
+# files, nwbinspector checks exported NWB files, prometheus-client parses the
+# admin server's /metrics), and headless Chromium for the dashboard test.
 set -euo pipefail
 
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 need_apt=()
-for pkg in libhdf5-dev pkg-config g++; do
+for pkg in libhdf5-dev pkg-config g++ chromium; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
@@ -36,4 +37,10 @@ if ! python3 -c 'import pynwb, nwbinspector' >/dev/null 2>&1; then
     echo "setup: installing NWB test clients (pynwb, nwbinspector)" >&2
     python3 -m pip install --quiet --disable-pip-version-check pynwb nwbinspector 2>/dev/null \
         || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages pynwb nwbinspector
+fi
+
+if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
+    echo "setup: installing the Prometheus client (parses /metrics in the admin tests)" >&2
+    python3 -m pip install --quiet --disable-pip-version-check prometheus-client 2>/dev/null \
+        || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages prometheus-client
 fi
