@@ -6,13 +6,14 @@
 # the reference for the front end's band-pass, pynwb writes and reads NWB
 # files, nwbinspector checks exported NWB files), redis-server and redis-py
 # (the Redis/BRAND source tests) and pylsl (the LSL tests; its wheel also
-# ships the liblsl the daemon loads at run time).
+# ships the liblsl the daemon loads at run time), prometheus-client (parses the
+# admin server's /metrics) and headless Chromium (the dashboard test).
 set -euo pipefail
 
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 need_apt=()
-for pkg in libhdf5-dev pkg-config g++ redis-server; do
+for pkg in libhdf5-dev pkg-config g++ redis-server chromium; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
@@ -44,4 +45,10 @@ if ! python3 -c 'import redis, pylsl' >/dev/null 2>&1; then
     echo "setup: installing Redis and LSL test clients (redis, pylsl)" >&2
     python3 -m pip install --quiet --disable-pip-version-check redis pylsl 2>/dev/null \
         || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages redis pylsl
+fi
+
+if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
+    echo "setup: installing the Prometheus client (parses /metrics in the admin tests)" >&2
+    python3 -m pip install --quiet --disable-pip-version-check prometheus-client 2>/dev/null \
+        || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages prometheus-client
 fi

@@ -57,6 +57,9 @@ pub struct BenchResult {
     pub background_training: bool,
     /// Input transport of an end-to-end run (`protocol-v1`, `lsl`, `redis`).
     pub transport: String,
+    /// With the admin server on, a dashboard's event stream open and
+    /// `/metrics` scraped at 10 Hz (None: admin server off).
+    pub admin: Option<crate::admin::load::LoadReport>,
     #[serde(skip)]
     pub histogram: Option<Histogram<u64>>,
 }
@@ -159,6 +162,7 @@ fn result(
         mode: mode.into(),
         background_training: bg,
         transport: "protocol-v1".into(),
+        admin: None,
         histogram: Some(h.clone()),
     }
 }
@@ -379,6 +383,7 @@ pub fn end_to_end(
     record: bool,
     bg_training: bool,
     pin: bool,
+    admin: bool,
 ) -> anyhow::Result<BenchResult> {
     let dir = tempfile_dir()?;
     let mut cfg = ServeConfig::default();
@@ -395,6 +400,8 @@ pub fn end_to_end(
         Transport::Lsl => Some(Rig::lsl_outlet(&cfg, channels)?),
         _ => None,
     };
+    cfg.admin.enabled = admin;
+    cfg.admin.listen = "127.0.0.1:0".into();
     // The daemon gets its own ZeroMQ context (its own I/O thread), as a
     // separate process would. With `pin`, every daemon thread (decode loop,
     // recorder, libzmq I/O thread — threads inherit their creator's CPU mask)
@@ -459,6 +466,10 @@ pub fn end_to_end(
     let bg = bg_training
         .then(|| background_training(bg_stop.clone(), cfg.retrain.nice, cfg.retrain.sched_idle, pin.then_some(1)));
 
+    let load = match daemon.admin_addr {
+        Some(a) => Some(crate::admin::load::AdminLoad::start(a, 10.0).context("starting the admin clients")?),
+        None => None,
+    };
     let data = synthetic_bins(channels, 1000, 3);
     let mut rig = Rig::open(&ctx, &daemon, server, outlet, channels)?;
     let start = Instant::now();
@@ -486,6 +497,7 @@ pub fn end_to_end(
         std::thread::sleep(Duration::from_millis(10));
     }
     let done_secs = start.elapsed().as_secs_f64();
+    let admin_report = load.map(|l| l.stop());
     bg_stop.store(true, Ordering::Relaxed);
     if let Some(h) = bg {
         let _ = h.join();
@@ -498,6 +510,7 @@ pub fn end_to_end(
     let throughput = if rate_hz.is_some() { got as f64 / send_secs } else { got as f64 / done_secs.max(send_secs) };
     let mut r = result(channels, rate_hz, &h, sent, got, imputed, throughput, "end_to_end", bg_training);
     r.transport = transport.name().into();
+    r.admin = admin_report;
     r.daemon_dropped = summary.counters.dropped_total();
     r.record_lost = summary.counters.record_lost;
     r.daemon_bins_in = summary.counters.bins_in;

@@ -141,6 +141,10 @@ pub struct BenchArgs {
     /// (outputs always over the protocol-v1 socket).
     #[arg(long, value_delimiter = ',', default_value = "protocol-v1")]
     pub transport: Vec<String>,
+    /// Also run each end-to-end rate with the admin server on, a dashboard's
+    /// event stream open and /metrics scraped at 10 Hz, reported side by side.
+    #[arg(long)]
+    pub with_admin: bool,
 }
 
 #[derive(Debug, Args)]
@@ -169,6 +173,10 @@ pub struct ServeArgs {
     /// Do not record sessions.
     #[arg(long)]
     pub no_record: bool,
+    /// Serve the admin HTTP server (metrics, API, dashboard) on ADDR, e.g.
+    /// 127.0.0.1:9187 (turns admin.enabled on, overrides admin.listen).
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -188,6 +196,9 @@ pub struct DemoArgs {
     /// Where the demo's session file goes.
     #[arg(long, default_value = "recordings/demo-sessions")]
     pub record_dir: PathBuf,
+    /// Address of the dashboard (admin server); a free port is used if this one is taken.
+    #[arg(long, default_value = "127.0.0.1:9187", value_name = "ADDR")]
+    pub admin: String,
 }
 
 #[derive(Debug, Args)]

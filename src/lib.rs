@@ -16,6 +16,7 @@
 // purpose so that NaN fails validation.
 #![allow(clippy::needless_range_loop, clippy::neg_cmp_op_on_partial_ord)]
 
+pub mod admin;
 pub mod baselines;
 pub mod bench;
 pub mod cli;

@@ -35,13 +35,14 @@ fn cpu_model() -> String {
 
 /// The results as a Markdown table.
 pub fn table(results: &[BenchResult]) -> String {
-    let mut s = String::from("| transport | channels | rate (bins/s) | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | throughput bins/s | sent | received | lost | imputed | daemon p50/p99/p99.9 µs |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    let mut s = String::from("| transport | channels | rate (bins/s) | admin | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | throughput bins/s | sent | received | lost | imputed | daemon p50/p99/p99.9 µs |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for r in results {
         s.push_str(&format!(
-            "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {} | {} | {} | {} | {:.1} / {:.1} / {:.1} |\n",
+            "| {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {} | {} | {} | {} | {:.1} / {:.1} / {:.1} |\n",
             if r.mode == "compute" { "—" } else { r.transport.as_str() },
             r.channels,
             r.rate_hz.map(|x| format!("{x:.0}")).unwrap_or_else(|| "max".into()),
+            r.admin.map(|a| format!("on ({} scrapes)", a.scrapes)).unwrap_or_else(|| "off".into()),
             r.p50_us,
             r.p90_us,
             r.p99_us,
@@ -58,6 +59,12 @@ pub fn table(results: &[BenchResult]) -> String {
         ));
     }
     s
+}
+
+/// Without `--with-admin` every rate runs once (admin off); with it, twice
+/// in a row, off then on, so the two are measured side by side.
+fn admin_modes(with_admin: bool) -> impl Iterator<Item = bool> {
+    [false, true].into_iter().filter(move |&on| with_admin || !on)
 }
 
 pub fn run(a: BenchArgs) -> anyhow::Result<()> {
@@ -89,16 +96,19 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             results.push(compute_only(c, a.seconds));
             continue;
         }
-        for (&r, &t) in rates.iter().flat_map(|r| transports.iter().map(move |t| (r, t))) {
-            let res = end_to_end(t, c, r, a.seconds, !a.no_record, a.with_training, a.pin)
+        let runs = rates.iter().flat_map(|r| transports.iter().map(move |t| (r, t)));
+        for ((&r, &t), admin) in runs.flat_map(|rt| admin_modes(a.with_admin).map(move |m| (rt, m))) {
+            let res = end_to_end(t, c, r, a.seconds, !a.no_record, a.with_training, a.pin, admin)
                 .with_context(|| format!("benchmark run {} {c} channels at {r:?} bins/s", t.name()))?;
             eprintln!(
-                "  {} {} ch @ {}: p50 {:.1} µs p99 {:.1} µs, {:.0} bins/s, lost {}",
+                "  {} {} ch @ {}{}: p50 {:.1} µs p99 {:.1} µs (daemon p99 {:.1} µs), {:.0} bins/s, lost {}",
                 t.name(),
                 c,
                 r.map(|x| format!("{x:.0}")).unwrap_or("max".into()),
+                if admin { " with admin" } else { "" },
                 res.p50_us,
                 res.p99_us,
+                res.daemon_p99_us,
                 res.throughput_bins_per_s,
                 res.lost
             );

@@ -25,6 +25,17 @@ use super::UsageError;
 
 use super::replay::stop_on_signal;
 
+/// Starts the daemon; when the dashboard's port is taken, on any free port instead.
+fn start_daemon(cfg: &mut ServeConfig, mf: &ModelFile) -> anyhow::Result<Daemon> {
+    match Daemon::start(cfg, mf.clone(), &zmq::Context::new()) {
+        Err(crate::daemon::DaemonError::Admin(e)) if e.is_address_in_use() => {
+            cfg.admin.listen = "127.0.0.1:0".into();
+            Daemon::start(cfg, mf.clone(), &zmq::Context::new()).context("starting the daemon")
+        }
+        r => r.context("starting the daemon"),
+    }
+}
+
 pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     let mf = ModelFile::load(&a.model)
         .with_context(|| format!("loading the demo model {} (run from the repository root)", a.model.display()))?;
@@ -45,9 +56,14 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     cfg.record.dir = a.record_dir.clone();
     cfg.record.bin_seconds = rec.bin_seconds;
     cfg.stats.interval_s = 2.0;
+    cfg.admin.enabled = true;
+    cfg.admin.listen = a.admin.clone();
     let ctx = zmq::Context::new();
     // The daemon has its own ZeroMQ context (I/O thread), as in its own process.
-    let daemon = Daemon::start(&cfg, mf.clone(), &zmq::Context::new()).context("starting the daemon")?;
+    let daemon = start_daemon(&mut cfg, &mf)?;
+    if let Some(addr) = daemon.admin_addr {
+        println!("demo: dashboard at http://{addr}/ (metrics at http://{addr}/metrics)");
+    }
 
     let stop_sub = Arc::new(AtomicBool::new(false));
     let print_every = ((0.5 / rec.bin_seconds) as u64).max(1);

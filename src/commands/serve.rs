@@ -41,6 +41,10 @@ pub fn effective_config(a: &ServeArgs) -> anyhow::Result<ServeConfig> {
     if a.no_record {
         cfg.record.enabled = false;
     }
+    if let Some(l) = &a.admin {
+        cfg.admin.enabled = true;
+        cfg.admin.listen = l.clone();
+    }
     let origin = a.config.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "(defaults + flags)".into());
     cfg.validate(&origin).map_err(|e| UsageError(e.to_string()))?;
     Ok(cfg)

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::admin::AdminSection;
 pub use crate::frontend::FrontendConfig;
 use crate::ingest::check_endpoint;
 pub use crate::ingest::IngestSection;
@@ -38,6 +39,8 @@ pub struct ServeConfig {
     pub retrain: RetrainSection,
     /// Control socket (status queries, retrain requests).
     pub control: ControlSection,
+    /// Admin HTTP server (metrics, JSON API, dashboard).
+    pub admin: AdminSection,
     /// Safe output when input stops.
     pub watchdog: WatchdogSection,
 }
@@ -272,6 +275,7 @@ impl ServeConfig {
         e.extend(self.publish.problems());
         let input_is_redis = self.ingest.kind() == Some(crate::ingest::IngestKind::Redis);
         e.extend(self.publish.redis.problems("publish.redis.", input_is_redis));
+        e.extend(self.admin.problems());
         self.endpoint_clashes(&mut e);
         if self.record.queue_bytes < (1 << 20) {
             e.push(format!("record.queue_bytes: {} is too small; expected >= 1048576", self.record.queue_bytes));

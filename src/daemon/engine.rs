@@ -17,6 +17,7 @@ use super::config::SwapState;
 use super::record_link::RecordSlot;
 use super::sequencer::{Sequencer, Verdict};
 use super::stats::{LoopCounters, StatsClock};
+use super::telemetry::{FeedKind, FeedSender};
 use super::watchdog::{Watchdog, WatchdogSettings};
 use crate::ingest::{RigEvent, Sink};
 use crate::model::StepKernel;
@@ -100,6 +101,7 @@ pub struct Engine {
     stats: StatsClock,
     reset_log: ResetLog,
     watchdog: Watchdog,
+    feed: Option<FeedSender>,
 }
 
 fn unix_now_ns() -> u64 {
@@ -126,6 +128,7 @@ impl Engine {
             stats: StatsClock::new(set.stats_interval, &counters),
             reset_log: ResetLog { last: None, suppressed: 0 },
             watchdog: Watchdog::new(set.watchdog.clone(), d),
+            feed: None,
             set,
             kernel,
             model_id,
@@ -140,6 +143,12 @@ impl Engine {
     pub fn with_outputs(mut self, extra: Vec<Box<dyn OutputSink>>) -> Self {
         self.extra = extra;
         self
+    }
+
+    /// Offers a decimated copy of outputs and true behaviour to `feed`
+    /// (the admin server's dashboard); a full feed is skipped.
+    pub fn set_feed(&mut self, feed: FeedSender) {
+        self.feed = Some(feed);
     }
 
     /// Swaps in a kernel built off-thread, carrying or re-warming the state.
@@ -262,6 +271,9 @@ impl Engine {
             }
         }
         self.rec.output(&self.counters, &self.out_buf, seq, flags, now);
+        if let Some(f) = &self.feed {
+            f.offer(FeedKind::Decoded, seq, &self.out_buf);
+        }
     }
 }
 
@@ -284,9 +296,13 @@ impl Sink for Engine {
         LoopCounters::add(&self.counters.bins_in, 1);
         let err = self.kernel.last_prediction_error();
         self.stats.prediction_error(err);
-        self.rec.input(&self.counters, values, seq, t_ns, unix_now_ns(), err, recv_at);
+        let unix_ns = unix_now_ns();
+        self.rec.input(&self.counters, values, seq, t_ns, unix_ns, err, recv_at);
         self.publish(seq, t_ns, 0, recv_at);
-        self.stats.latency(recv_at.elapsed().as_nanos() as u64);
+        let ns = recv_at.elapsed().as_nanos() as u64;
+        self.stats.latency(ns);
+        self.counters.latency.record(ns);
+        self.counters.last_bin_unix_ns.store(unix_ns, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn missing(&mut self, seq: u64, t_ns: u64, recv_at: Instant) {
@@ -298,6 +314,9 @@ impl Sink for Engine {
     fn behavior(&mut self, seq: u64, values: &[f32], recv_at: Instant) {
         LoopCounters::add(&self.counters.behavior_in, 1);
         self.rec.behavior(&self.counters, values, seq, recv_at);
+        if let Some(f) = &self.feed {
+            f.offer(FeedKind::Truth, seq, values);
+        }
     }
 
     fn restart(&mut self) {

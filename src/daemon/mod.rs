@@ -17,6 +17,7 @@ pub mod recorder;
 pub mod retrain;
 pub mod sequencer;
 pub mod stats;
+pub mod telemetry;
 pub mod watchdog;
 
 use std::collections::HashMap;
@@ -54,6 +55,8 @@ pub enum DaemonError {
     Ingest(#[from] IngestError),
     #[error(transparent)]
     Publish(#[from] crate::publish::PublishError),
+    #[error(transparent)]
+    Admin(#[from] crate::admin::AdminError),
     #[error("cannot start thread {name}: {source}")]
     Thread { name: &'static str, source: std::io::Error },
 }
@@ -63,6 +66,7 @@ impl DaemonError {
     pub fn is_address_in_use(&self) -> bool {
         match self {
             DaemonError::Socket(e) | DaemonError::Ingest(IngestError::Socket(e)) => e.is_in_use(),
+            DaemonError::Admin(e) => e.is_address_in_use(),
             _ => false,
         }
     }
@@ -78,6 +82,9 @@ pub struct Daemon {
     retrainer: Option<retrain::RetrainHandle>,
     control_thread: Option<JoinHandle<()>>,
     control_stop: Arc<AtomicBool>,
+    admin: Option<crate::admin::AdminHandle>,
+    /// The admin server's address actually bound, if enabled.
+    pub admin_addr: Option<std::net::SocketAddr>,
     /// The control endpoint actually bound, if enabled.
     pub control_endpoint: Option<String>,
     /// Live counters.
@@ -200,12 +207,18 @@ fn allowlists(cfg: &ServeConfig) -> HashMap<String, Vec<std::net::IpAddr>> {
     m
 }
 
+/// Keep one seq in this many for the dashboard's feed: at most ~100 points/s.
+fn feed_every(bin_seconds: f64) -> u64 {
+    ((0.01 / bin_seconds).round() as u64).max(1)
+}
+
 /// Sockets the daemon owns, all bound or connected before any thread starts.
 struct Sockets {
     source: Box<dyn Source>,
     out: ZmqPublisher,
     extra: Vec<Box<dyn crate::publish::OutputSink>>,
     control: Option<(zmq::Socket, String)>,
+    admin: Option<crate::admin::AdminListener>,
 }
 
 fn open_sockets(
@@ -229,7 +242,8 @@ fn open_sockets(
     } else {
         None
     };
-    Ok(Sockets { source, out, extra, control })
+    let admin = if cfg.admin.enabled { Some(crate::admin::bind(&cfg.admin)?) } else { None };
+    Ok(Sockets { source, out, extra, control, admin })
 }
 
 impl Daemon {
@@ -255,7 +269,7 @@ impl Daemon {
 
         let (control, control_rx) = bounded::<LoopCommand>(4);
         let kernel = Box::new(StepKernel::new(model.model.clone()));
-        let eng = Engine::new(
+        let mut eng = Engine::new(
             kernel,
             model.meta.id.clone(),
             engine_settings(cfg),
@@ -264,6 +278,11 @@ impl Daemon {
             RecordSlot::new(link),
         )
         .with_outputs(socks.extra);
+        let feed = socks.admin.is_some().then(|| {
+            let (tx, rx) = telemetry::output_feed(feed_every(cfg.record.bin_seconds));
+            eng.set_feed(tx);
+            rx
+        });
         let lp = DecodeLoop::new(socks.source, eng, control_rx, shutdown.clone());
         let decode = spawn_decode(lp, cfg.decode.cpu_core)?;
 
@@ -279,22 +298,36 @@ impl Daemon {
         )
         .map_err(|source| DaemonError::Thread { name: "retrainer", source })?;
         let control_stop = Arc::new(AtomicBool::new(false));
+        let info = control::ControlInfo {
+            channels: model.model.spec.channels,
+            outputs: model.model.spec.dz,
+            model_id,
+            ingest_endpoint: ingest_endpoint.clone(),
+            publish_endpoint: publish_endpoint.clone(),
+            models_dir: cfg.model.models_dir.clone(),
+        };
+        let ctl = Arc::new(control::Control::new(info, counters.clone(), retrain::actions(retrainer.as_ref())));
         let (control_thread, control_endpoint) = match socks.control {
             Some((rep, ep)) => {
-                let info = control::ControlInfo {
-                    channels: model.model.spec.channels,
-                    outputs: model.model.spec.dz,
-                    model_id,
-                    ingest_endpoint: ingest_endpoint.clone(),
-                    publish_endpoint: publish_endpoint.clone(),
-                };
-                let actions = retrain::actions(retrainer.as_ref());
-                let h = control::spawn(rep, info, counters.clone(), actions, control_stop.clone())
+                let h = control::spawn(rep, ctl.clone(), control_stop.clone())
                     .map_err(|source| DaemonError::Thread { name: "control", source })?;
                 (Some(h), Some(ep))
             }
             None => (None, None),
         };
+        let admin = match (socks.admin, feed) {
+            (Some(l), Some(feed)) => {
+                let parts = crate::admin::AdminParts {
+                    control: ctl,
+                    feed,
+                    bin_seconds: cfg.record.bin_seconds,
+                    recording: cfg.record.enabled,
+                };
+                Some(crate::admin::spawn(l, &cfg.admin, parts)?)
+            }
+            _ => None,
+        };
+        let admin_addr = admin.as_ref().map(|a| a.addr);
         info!(source = %cfg.ingest.kind, ingest = %ingest_endpoint, publish = %publish_endpoint, model = %model.meta.id,
             channels = model.model.spec.channels, outputs = model.model.spec.dz, recording = cfg.record.enabled, "Daemon started.");
         Ok(Daemon {
@@ -305,6 +338,8 @@ impl Daemon {
             retrainer,
             control_thread,
             control_stop,
+            admin,
+            admin_addr,
             control_endpoint,
             counters,
             control,
@@ -324,6 +359,9 @@ impl Daemon {
         self.control_stop.store(true, Ordering::Relaxed);
         if let Some(h) = self.control_thread.take() {
             let _ = h.join();
+        }
+        if let Some(a) = self.admin.take() {
+            a.stop();
         }
         if let Some(r) = self.retrainer.take() {
             r.stop();

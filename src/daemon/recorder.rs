@@ -406,6 +406,7 @@ impl Recorder {
 
     fn close_current(&mut self) {
         if let Some(f) = self.current.take() {
+            self.counters.session.set_path(None);
             match f.finish() {
                 Ok((path, bins, labelled_bins)) => {
                     info!(path = %path.display(), bins, labelled_bins, "Session file closed.");
@@ -449,7 +450,12 @@ impl Recorder {
             return;
         }
         let Some(f) = self.current.as_mut() else { return };
-        match f.write(b) {
+        let before = f.bytes;
+        let written = f.write(b);
+        LoopCounters::add(&self.counters.recorded_bytes, f.bytes - before);
+        let on_disk = std::fs::metadata(f.w.path()).map(|m| m.len()).unwrap_or(0);
+        self.counters.session.file_bytes.store(on_disk, Ordering::Relaxed);
+        match written {
             Ok(()) => self.recovered(),
             Err(e) => {
                 let path = f.w.path().to_path_buf();
@@ -502,6 +508,7 @@ impl Recorder {
         match SessionFile::open(&path, &self.cfg, &self.info) {
             Ok(f) => {
                 info!(path = %path.display(), "Session file opened.");
+                self.counters.session.set_path(Some(path.clone()));
                 self.current = Some(f);
                 self.failed_open_at = None;
                 true

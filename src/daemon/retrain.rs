@@ -21,6 +21,7 @@ use serde_json::json;
 use tracing::{debug, error, info, warn};
 
 use super::config::{RetrainSection, ServeConfig};
+use super::control::ControlError;
 use super::decode_loop::{LoopCommand, SwapOutcome};
 use super::models::ModelStore;
 use super::recorder::ClosedSession;
@@ -35,7 +36,7 @@ pub enum RetrainRequest {
     /// Retrain now.
     Now,
     /// Make generation `gen` live.
-    Rollback { gen: u64, reply: Sender<Result<String, String>> },
+    Rollback { gen: u64, reply: Sender<Result<String, ControlError>> },
 }
 
 /// Counts and the last decision, for status reports and tests.
@@ -113,7 +114,7 @@ impl RetrainHandle {
     }
 
     /// Makes generation `gen` live now (and at the next start).
-    pub fn rollback(&self, gen: u64) -> Result<String, String> {
+    pub fn rollback(&self, gen: u64) -> Result<String, ControlError> {
         rollback_via(&self.tx, gen)
     }
 
@@ -131,34 +132,33 @@ impl RetrainHandle {
     }
 }
 
-fn rollback_via(tx: &Sender<RetrainRequest>, gen: u64) -> Result<String, String> {
+fn rollback_via(tx: &Sender<RetrainRequest>, gen: u64) -> Result<String, ControlError> {
     let (rtx, rrx) = bounded(1);
     tx.send_timeout(RetrainRequest::Rollback { gen, reply: rtx }, Duration::from_secs(5))
-        .map_err(|_| "the retrainer is busy or stopped".to_string())?;
-    rrx.recv_timeout(Duration::from_secs(600)).map_err(|_| "no answer from the retrainer".to_string())?
+        .map_err(|_| ControlError::Busy)?;
+    rrx.recv_timeout(Duration::from_secs(600)).map_err(|_| ControlError::NoAnswer)?
 }
 
 struct Actions(Option<Sender<RetrainRequest>>, Option<Arc<Mutex<RetrainStatus>>>);
 
 impl super::control::ControlActions for Actions {
-    fn retrain(&self) -> Result<String, String> {
+    fn retrain(&self) -> Result<String, ControlError> {
         match &self.0 {
             Some(tx) => match tx.try_send(RetrainRequest::Now) {
                 Ok(()) => Ok("retraining requested".into()),
-                Err(_) => Err("a retraining request is already queued".into()),
+                Err(_) => Err(ControlError::AlreadyQueued),
             },
-            None => Err("retraining is not enabled in this daemon (retrain.enabled = false)".into()),
+            None => Err(ControlError::RetrainDisabled),
         }
     }
-    fn rollback(&self, gen: u64) -> Result<String, String> {
+    fn rollback(&self, gen: u64) -> Result<String, ControlError> {
         match &self.0 {
             Some(tx) => rollback_via(tx, gen),
-            None => Err(format!("cannot roll back to generation {gen}: retraining (and the models directory) is not enabled in this daemon")),
+            None => Err(ControlError::RollbackDisabled { gen }),
         }
     }
-    fn retrain_status(&self) -> Option<serde_json::Value> {
-        let st = self.1.as_ref()?.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        serde_json::to_value(st).ok()
+    fn retrain_status(&self) -> Option<RetrainStatus> {
+        Some(self.1.as_ref()?.lock().unwrap_or_else(|p| p.into_inner()).clone())
     }
 }
 
@@ -335,13 +335,16 @@ impl Retrainer {
         }
     }
 
-    fn rollback(&mut self, gen: u64) -> Result<String, String> {
-        let mf = self.store.load(gen).map_err(|e| e.to_string())?;
+    fn rollback(&mut self, gen: u64) -> Result<String, ControlError> {
+        let mf = self.store.load(gen).map_err(|e| match e {
+            super::models::StoreError::NoSuchGeneration { gen, dir } => ControlError::NoSuchGeneration { gen, dir },
+            e => ControlError::Store(e.to_string()),
+        })?;
         if super::models::decision_status(&mf) == Some(super::models::GenStatus::Rejected) {
-            return Err(format!("generation {gen} was rejected by the gate; refusing to make it live"));
+            return Err(ControlError::Rejected { gen });
         }
-        self.swap_in(&mf).map_err(|e| format!("generation {gen} refused: {e}"))?;
-        self.store.set_live(gen).map_err(|e| e.to_string())?;
+        self.swap_in(&mf).map_err(|reason| ControlError::SwapRefused { gen, reason })?;
+        self.store.set_live(gen).map_err(|e| ControlError::Store(e.to_string()))?;
         self.live_gen = Some(gen);
         self.set_status(|s| s.live_generation = Some(gen));
         info!(generation = gen, id = %mf.meta.id, "Rolled back: generation is live.");

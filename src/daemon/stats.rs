@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use tracing::{error, info};
 
+use super::telemetry::{LatencyBuckets, SessionGauge};
 use crate::wire::DropReason;
 
 /// Live counters of one daemon.
@@ -41,6 +42,14 @@ pub struct LoopCounters {
     pub swaps_refused: AtomicU64,
     /// Drops by reason, indexed by `DropReason::index()`.
     pub drops: [AtomicU64; DropReason::ALL.len()],
+    /// Bytes of bin data written to session files.
+    pub recorded_bytes: AtomicU64,
+    /// Wall-clock time (Unix ns) of the last observed bin decoded.
+    pub last_bin_unix_ns: AtomicU64,
+    /// Receive → publish latency in fixed atomic buckets (for /metrics).
+    pub latency: LatencyBuckets,
+    /// The recorder's current session file.
+    pub session: SessionGauge,
 }
 
 /// A plain copy of the counters.
@@ -58,6 +67,7 @@ pub struct CounterSnapshot {
     pub swaps: u64,
     pub swaps_refused: u64,
     pub drops: Vec<(String, u64)>,
+    pub recorded_bytes: u64,
 }
 
 impl CounterSnapshot {
@@ -100,6 +110,7 @@ impl LoopCounters {
             swaps: g(&self.swaps),
             swaps_refused: g(&self.swaps_refused),
             drops: DropReason::ALL.iter().map(|r| (r.as_str().to_string(), g(&self.drops[r.index()]))).collect(),
+            recorded_bytes: g(&self.recorded_bytes),
         }
     }
 }
