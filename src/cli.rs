@@ -105,6 +105,9 @@ pub enum ModelsAction {
         /// Control endpoint of a running daemon to switch now (empty: only mark for next start).
         #[arg(long, default_value = "tcp://127.0.0.1:5557")]
         control: String,
+        /// The daemon's control.token, when it has one.
+        #[arg(long, default_value = "")]
+        token: String,
     },
 }
 

@@ -109,6 +109,7 @@ fn config_loader_never_panics_and_refuses_by_field() {
         "retrain.",
         "control.",
         "watchdog.",
+        "admin.",
     ];
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.toml");

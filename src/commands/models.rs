@@ -34,7 +34,7 @@ pub fn run(a: ModelsArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        ModelsAction::Rollback { gen, control: ep } => {
+        ModelsAction::Rollback { gen, control: ep, token } => {
             if !store.generations()?.contains(&gen) {
                 return Err(UsageError(format!("generation {gen} does not exist in {}", a.models_dir.display())).into());
             }
@@ -42,7 +42,9 @@ pub fn run(a: ModelsArgs) -> anyhow::Result<()> {
             info!(generation = gen, dir = %a.models_dir.display(), "Generation marked live for the next start.");
             if !ep.is_empty() {
                 let ctx = zmq::Context::new();
-                match control::request(&ctx, &ep, &format!("rollback {gen}"), 10_000) {
+                let cmd =
+                    if token.is_empty() { format!("rollback {gen}") } else { format!("token={token} rollback {gen}") };
+                match control::request(&ctx, &ep, &cmd, 10_000) {
                     Ok(v) if v["ok"] == true => {
                         println!("running daemon at {ep}: {}", v["message"].as_str().unwrap_or(""))
                     }

@@ -88,6 +88,8 @@ pub struct ControlSection {
     pub allow_remote: bool,
     /// Only these addresses may connect (empty = anyone who can reach the endpoint).
     pub allow_ips: Vec<String>,
+    /// When set, `retrain` and `rollback` must be sent as `token=TOKEN COMMAND`.
+    pub token: String,
 }
 
 impl ControlSection {
@@ -105,7 +107,13 @@ impl ControlSection {
 
 impl Default for ControlSection {
     fn default() -> Self {
-        Self { enabled: true, endpoint: "tcp://127.0.0.1:5557".into(), allow_remote: false, allow_ips: Vec::new() }
+        Self {
+            enabled: true,
+            endpoint: "tcp://127.0.0.1:5557".into(),
+            allow_remote: false,
+            allow_ips: Vec::new(),
+            token: String::new(),
+        }
     }
 }
 
@@ -345,6 +353,9 @@ impl ServeConfig {
         if self.control.enabled {
             check_endpoint(e, "control.endpoint", &self.control.endpoint);
             e.extend(self.control.access().problems());
+            if self.control.token.chars().any(char::is_whitespace) {
+                e.push("control.token: must not contain whitespace (it is sent as token=TOKEN)".into());
+            }
             if ingest.contains(&self.control.endpoint) || self.control.endpoint == self.publish.endpoint {
                 e.push(format!(
                     "control.endpoint: {:?} is already used by ingest or publish; expected its own endpoint",

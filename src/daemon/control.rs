@@ -213,8 +213,34 @@ fn to_json<T: Serialize>(v: &T) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or_else(|e| json!({"ok": false, "error": e.to_string()}))
 }
 
-/// Runs the REP socket until `stop` is set.
-pub fn spawn(sock: zmq::Socket, control: Arc<Control>, stop: Arc<AtomicBool>) -> std::io::Result<JoinHandle<()>> {
+/// The command of a line once its token (if the socket needs one) is
+/// checked: `token=SECRET retrain` / `token=SECRET rollback 3`. Reading
+/// commands (`status`, `models`) never need it; mutating ones
+/// (`retrain`, `rollback`) do when `control.token` is set.
+pub fn authorize<'a>(line: &'a str, token: Option<&str>) -> Result<&'a str, serde_json::Value> {
+    let (given, cmd) = match line.strip_prefix("token=") {
+        Some(rest) => {
+            rest.split_once(char::is_whitespace).map(|(t, c)| (Some(t), c.trim())).unwrap_or((Some(rest), ""))
+        }
+        None => (None, line),
+    };
+    let mutating = matches!(cmd.split_whitespace().next(), Some("retrain") | Some("rollback"));
+    match token {
+        Some(t) if mutating && given != Some(t) => Err(json!({
+            "ok": false,
+            "error": "this command changes the daemon and needs the control token: send \"token=<control.token> COMMAND\""
+        })),
+        _ => Ok(cmd),
+    }
+}
+
+/// Runs the REP socket until `stop` is set; `token` guards the mutating commands.
+pub fn spawn(
+    sock: zmq::Socket,
+    control: Arc<Control>,
+    token: Option<String>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name("control".into()).spawn(move || {
         if let Err(e) = sock.set_rcvtimeo(100) {
             warn!(error = %e, "Control socket unusable.");
@@ -229,8 +255,11 @@ pub fn spawn(sock: zmq::Socket, control: Arc<Control>, stop: Arc<AtomicBool>) ->
                     return;
                 }
             };
-            let cmd = String::from_utf8_lossy(&msg);
-            let reply = control.execute(cmd.trim());
+            let line = String::from_utf8_lossy(&msg);
+            let reply = match authorize(line.trim(), token.as_deref()) {
+                Ok(cmd) => control.execute(cmd),
+                Err(refusal) => refusal,
+            };
             if let Err(e) = sock.send(reply.to_string().as_bytes(), 0) {
                 warn!(error = %e, "Control reply failed.");
             }
@@ -255,6 +284,16 @@ pub fn request(ctx: &zmq::Context, endpoint: &str, cmd: &str, timeout_ms: i32) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mutating_commands_need_the_token_when_one_is_set() {
+        assert_eq!(authorize("retrain", None).unwrap(), "retrain");
+        assert!(authorize("retrain", Some("s3cret")).is_err());
+        assert!(authorize("token=wrong rollback 2", Some("s3cret")).is_err());
+        assert_eq!(authorize("token=s3cret rollback 2", Some("s3cret")).unwrap(), "rollback 2");
+        assert_eq!(authorize("status", Some("s3cret")).unwrap(), "status");
+        assert_eq!(authorize("models", Some("s3cret")).unwrap(), "models");
+    }
 
     struct NoRetrain;
     impl ControlActions for NoRetrain {
@@ -286,7 +325,7 @@ mod tests {
         let rep = ctx.socket(zmq::REP).unwrap();
         rep.bind("inproc://control-test").unwrap();
         let stop = Arc::new(AtomicBool::new(false));
-        let h = spawn(rep, control(PathBuf::from("/nonexistent/models")), stop.clone()).unwrap();
+        let h = spawn(rep, control(PathBuf::from("/nonexistent/models")), None, stop.clone()).unwrap();
         let st = request(&ctx, "inproc://control-test", "status", 2000).unwrap();
         assert_eq!(st["channels"], 96);
         assert_eq!(st["model_id"], "abc");

@@ -188,6 +188,11 @@ fn spawn_decode(lp: DecodeLoop, core: Option<usize>) -> Result<JoinHandle<LoopSu
         .map_err(|source| DaemonError::Thread { name: "decode-loop", source })
 }
 
+/// The control socket's token for mutating commands, if one is set.
+fn control_token(cfg: &ServeConfig) -> Option<String> {
+    (!cfg.control.token.is_empty()).then(|| cfg.control.token.clone())
+}
+
 /// ZAP domain of the control socket (its `allow_ips`).
 const CONTROL_ZAP_DOMAIN: &str = "control";
 
@@ -309,7 +314,7 @@ impl Daemon {
         let ctl = Arc::new(control::Control::new(info, counters.clone(), retrain::actions(retrainer.as_ref())));
         let (control_thread, control_endpoint) = match socks.control {
             Some((rep, ep)) => {
-                let h = control::spawn(rep, ctl.clone(), control_stop.clone())
+                let h = control::spawn(rep, ctl.clone(), control_token(cfg), control_stop.clone())
                     .map_err(|source| DaemonError::Thread { name: "control", source })?;
                 (Some(h), Some(ep))
             }
