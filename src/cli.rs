@@ -35,6 +35,13 @@ pub enum Command {
     Frontend(FrontendArgs),
     /// Write a daemon session file as an NWB 2.x file.
     ExportNwb(ExportNwbArgs),
+    /// Open a recording once and exit (used in a child process to keep a
+    /// crash of the HDF5 library on a damaged file away from the caller).
+    #[command(hide = true)]
+    CheckRecording {
+        /// The file.
+        path: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -369,16 +369,21 @@ fn a_model_with_another_channel_count_is_refused_at_swap() {
     assert_matches(&got, &offline(&mf, &rec, |_| false));
 }
 
+/// SIGHUP starts a retraining run; a recording in its list whose damaged
+/// metadata crashes the HDF5 library is skipped (opened in a child process
+/// first) and the daemon lives on.
 #[test]
 fn sighup_triggers_a_retraining_run() {
     let dir = tempfile::tempdir().unwrap();
     let cfg_path = dir.path().join("serve.toml");
     let models = dir.path().join("models");
+    let crasher = std::fs::canonicalize("tests/data/hdf5-segfault.h5").unwrap();
     std::fs::write(
         &cfg_path,
         format!(
-            "[model]\nmodels_dir = {:?}\n[retrain]\nenabled = true\n[retrain.train]\nftn_hidden = [32]\notn_hidden = [16]\nmax_epochs = 3\nwindow_bins = 100\n",
-            models.display().to_string()
+            "[model]\nmodels_dir = {:?}\n[retrain]\nenabled = true\nrecordings = [{:?}]\n[retrain.train]\nftn_hidden = [32]\notn_hidden = [16]\nmax_epochs = 3\nwindow_bins = 100\n",
+            models.display().to_string(),
+            crasher.display().to_string()
         ),
     )
     .unwrap();
@@ -396,7 +401,9 @@ fn sighup_triggers_a_retraining_run() {
     let d = &done["retrain"];
     assert_eq!(d["accepted"].as_u64().unwrap() + d["rejected"].as_u64().unwrap(), 1, "{done}");
     let out = sigterm(&mut serve.child);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("crashed the HDF5 library"), "the damaged recording was not reported: {err}");
     assert!(models.join("gen-000002.safetensors").exists(), "the candidate was stored as generation 2");
 }
 

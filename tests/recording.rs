@@ -597,3 +597,28 @@ fn truncated_and_random_files_are_refused_by_every_command_with_their_path() {
         }
     }
 }
+
+/// A file whose damaged metadata crashes the HDF5 C library itself (found by
+/// tests/fuzz.rs): opening it kills the process that does, so every command
+/// opens a recording in a child first and refuses such a file with its path.
+#[test]
+fn a_file_that_crashes_the_hdf5_library_is_refused_not_crashed_on() {
+    let bad = "tests/data/hdf5-segfault.h5";
+    let probe = Command::new(env!("CARGO_BIN_EXE_alternator")).args(["check-recording", bad]).output().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert!(
+        probe.status.signal().is_some(),
+        "the fixture no longer crashes HDF5; the probe is untested: {:?}",
+        probe.status
+    );
+    for args in [
+        vec!["eval", "--model", "recordings/demo-model.safetensors", "--data", bad],
+        vec!["train", "--data", bad, "--out", "/tmp/never.safetensors"],
+        vec!["replay", bad, "--endpoint", "tcp://127.0.0.1:1"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_alternator")).args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {:?} {err}", out.status);
+        assert!(err.contains(bad) && err.contains("crashed the HDF5 library"), "{args:?}: {err}");
+    }
+}

@@ -92,7 +92,7 @@ pub fn evaluate(
         let mut xs = Vec::new();
         let mut ys = Vec::new();
         for (path, opts) in baseline_files {
-            let r = Recording::read(path, opts)
+            let r = Recording::read_checked(path, opts)
                 .with_context(|| format!("reading baseline training data {}", path.display()))?;
             let b =
                 r.behavior.with_context(|| format!("baseline training data {} has no behaviour", path.display()))?;
@@ -200,7 +200,8 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         // An NWB file is binned at the width the model was trained with.
         opts.nwb.bin_seconds = mf.meta.training_bin_seconds();
     }
-    let rec = Recording::read(&a.data, &opts).with_context(|| format!("reading recording {}", a.data.display()))?;
+    let rec =
+        Recording::read_checked(&a.data, &opts).with_context(|| format!("reading recording {}", a.data.display()))?;
     let mut baseline: Vec<(PathBuf, ReadOptions)> = Vec::new();
     if !a.no_baselines {
         if !a.baseline_data.is_empty() {

@@ -51,5 +51,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Models(a) => models::run(a),
         Command::Frontend(a) => frontend::run(a),
         Command::ExportNwb(a) => export_nwb::run(a),
+        Command::CheckRecording { path } => {
+            crate::recording::Recording::read(&path, &crate::recording::ReadOptions::default())?;
+            Ok(())
+        }
     }
 }

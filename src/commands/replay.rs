@@ -39,7 +39,7 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<()> {
     if !(a.max || a.speed > 0.0 && a.speed.is_finite()) {
         return Err(UsageError(format!("--speed {}: expected a positive number", a.speed)).into());
     }
-    let rec = Recording::read(&a.session, &read_options(&a.paths))
+    let rec = Recording::read_checked(&a.session, &read_options(&a.paths))
         .with_context(|| format!("reading session {}", a.session.display()))?;
     if rec.n_bins() == 0 {
         return Err(UsageError(format!("{} holds no bins", a.session.display())).into());

@@ -66,7 +66,8 @@ pub fn train_from_files(
     let mut recs = Vec::new();
     let mut sources = Vec::new();
     for f in files {
-        let rec = Recording::read(f, opts).with_context(|| format!("reading training recording {}", f.display()))?;
+        let rec =
+            Recording::read_checked(f, opts).with_context(|| format!("reading training recording {}", f.display()))?;
         sources.push(DataSource {
             path: f.display().to_string(),
             hash: file_hash(f).with_context(|| format!("hashing {}", f.display()))?,

@@ -416,7 +416,7 @@ impl Retrainer {
         let mut opts = ReadOptions::default();
         opts.nwb.bin_seconds = self.live.meta.training_bin_seconds();
         for p in files {
-            match Recording::read(&p, &opts) {
+            match Recording::read_checked(&p, &opts) {
                 Ok(rec) => {
                     let labelled = rec.labelled_bins();
                     if rec.n_channels() != channels {

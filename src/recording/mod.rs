@@ -43,6 +43,7 @@ use crate::model::train::TrainSet;
 
 mod append;
 pub mod nwb;
+pub mod probe;
 mod read;
 mod write;
 
