@@ -218,11 +218,16 @@ fn wait_status(ctx: &zmq::Context, control: &str, pred: impl Fn(&serde_json::Val
 }
 
 fn sigterm(child: &mut Child) -> std::process::Output {
-    let st = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    stop_with(child, "TERM")
+}
+
+/// Sends `sig` (TERM, INT, ...) to `child` and waits (at most 30 s) for it to exit.
+fn stop_with(child: &mut Child, sig: &str) -> std::process::Output {
+    let st = Command::new("kill").args([&format!("-{sig}"), &child.id().to_string()]).status().unwrap();
     assert!(st.success());
     let deadline = Instant::now() + Duration::from_secs(30);
     while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "serve did not exit after SIGTERM");
+        assert!(Instant::now() < deadline, "serve did not exit after SIG{sig}");
         std::thread::sleep(Duration::from_millis(20));
     }
     let out = std::mem::replace(child, Command::new("true").spawn().unwrap());
@@ -509,14 +514,6 @@ fn a_second_daemon_on_the_same_ports_exits_69() {
     // The first daemon still answers.
     wait_status(&ctx, &first.control, |v| v["channels"].as_u64().is_some());
     assert!(sigterm(&mut first.child).status.success());
-}
-
-/// Stops `child` with `sig` (TERM or INT) at once and waits for it.
-fn stop_with(child: &mut Child, sig: &str) -> std::process::Output {
-    let st = Command::new("kill").args([&format!("-{sig}"), &child.id().to_string()]).status().unwrap();
-    assert!(st.success());
-    let out = std::mem::replace(child, Command::new("true").spawn().unwrap());
-    out.wait_with_output().unwrap()
 }
 
 /// Frames still in flight when the signal arrives (sent at full speed, the

@@ -49,14 +49,7 @@ fn pylsl_stream_decodes_like_offline_and_the_decoded_outlet_is_received() {
     let stop = Arc::new(AtomicBool::new(false));
     let sub = collect_outputs(&ctx, &daemon.publish_endpoint, stop.clone(), 0, None).unwrap();
 
-    let deadline = Instant::now() + Duration::from_secs(40);
-    let status = loop {
-        if let Some(s) = rig.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "pylsl rig did not finish");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait_rig(&mut rig, 40);
     assert!(status.success(), "pylsl rig failed");
     let summary = daemon.shutdown();
     stop.store(true, Ordering::Relaxed);
@@ -121,14 +114,7 @@ fn voltage_mode_bins_equal_the_offline_front_end_bit_for_bit() {
     cfg.ingest.lsl.resolve_timeout_s = 15.0;
     cfg.record.bin_seconds = 0.02;
     let daemon = Daemon::start(&cfg, alternator::bench::synthetic_model(CHANNELS, 3), &zmq::Context::new()).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = rig.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "pylsl rig did not finish");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait_rig(&mut rig, 30);
     assert!(status.success(), "pylsl rig failed");
     let summary = daemon.shutdown();
     assert_eq!(summary.sessions.len(), 1, "{:?}", summary.sessions);
@@ -177,4 +163,16 @@ fn a_stream_that_does_not_fit_the_model_or_a_missing_library_is_a_clear_start_up
     cfg.ingest.lsl.resolve_timeout_s = 10.0;
     let err = Daemon::start(&cfg, mf, &zmq::Context::new()).err().expect("must fail").to_string();
     assert!(err.contains("5 channels") && err.contains("96"), "{err}");
+}
+
+/// Waits at most `seconds` for the pylsl rig process to finish.
+fn wait_rig(rig: &mut std::process::Child, seconds: u64) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    loop {
+        if let Some(s) = rig.try_wait().unwrap() {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "pylsl rig did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

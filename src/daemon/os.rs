@@ -107,7 +107,7 @@ pub fn free_bytes(dir: &std::path::Path) -> std::io::Result<u64> {
         (libc::statvfs(c.as_ptr(), &mut st), st)
     };
     if rc == 0 {
-        Ok(st.f_bavail as u64 * st.f_frsize as u64)
+        Ok(st.f_bavail * st.f_frsize)
     } else {
         Err(std::io::Error::last_os_error())
     }

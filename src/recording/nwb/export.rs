@@ -382,18 +382,8 @@ fn uuid4() -> String {
 fn iso8601(unix_s: f64) -> String {
     let micros = (unix_s * 1e6).round() as i64;
     let (secs, us) = (micros.div_euclid(1_000_000), micros.rem_euclid(1_000_000));
-    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{us:06}+00:00", sod / 3600, sod % 3600 / 60, sod % 60)
+    let t = crate::clock::utc(secs);
+    format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{us:06}+00:00", t.year, t.month, t.day, t.hour, t.minute, t.second)
 }
 
 #[cfg(test)]
