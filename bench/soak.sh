@@ -6,7 +6,8 @@
 # recording plus its own sessions, while the rig (the replayer) is killed and
 # restarted twice. At the end it reports bins sent / decoded / recorded
 # (must be equal), the daemon's latency per stats window (5 minutes), and
-# RSS and open file descriptors at the start and the end.
+# RSS and open file descriptors at the start, every minute (resources.csv)
+# and at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MINUTES=${1:-60}
@@ -57,6 +58,13 @@ sleep 3
 fds() { ls "/proc/$SERVE/fd" | wc -l; }
 rss() { awk '/VmRSS/ {print $2}' "/proc/$SERVE/status"; }
 echo "start: rss_kb=$(rss) fds=$(fds)" | tee "$OUT/resources.txt"
+echo "elapsed_s,rss_kb,fds" > "$OUT/resources.csv"
+( start=$(date +%s)
+  while kill -0 "$SERVE" 2>/dev/null; do
+      echo "$(( $(date +%s) - start )),$(rss),$(fds)" >> "$OUT/resources.csv" 2>/dev/null || true
+      sleep 60
+  done ) &
+SAMPLER=$!
 
 # The rig: 1 kHz (20 ms bins at 20x), restarted twice (seq back to 0 each time).
 SECONDS_TOTAL=$((MINUTES * 60))
@@ -73,4 +81,5 @@ sleep 2
 echo "end:   rss_kb=$(rss) fds=$(fds)" | tee -a "$OUT/resources.txt"
 kill -TERM "$SERVE"
 wait "$SERVE" || true
+kill "$SAMPLER" 2>/dev/null || true
 python3 bench/soak_report.py "$OUT"

@@ -40,3 +40,16 @@ print()
 print(f"retraining runs: {accepted} accepted, {rejected} rejected, {failed} failed; "
       f"session files: {len(glob.glob(out + '/sessions/*.h5'))}")
 print(open(f"{out}/resources.txt").read())
+# RSS and descriptors sampled each minute, summarised per 5-minute window.
+try:
+    rows = [l.split(",") for l in open(f"{out}/resources.csv").read().split()[1:]]
+    rows = [(int(t), int(r), int(d)) for t, r, d in rows if r and d]
+except FileNotFoundError:
+    rows = []
+if rows:
+    print("| minutes | RSS MB (max in window) | open fds (max) |")
+    print("|---|---|---|")
+    for w in range(0, rows[-1][0] // 300 + 1):
+        win = [r for r in rows if w * 300 <= r[0] < (w + 1) * 300]
+        if win:
+            print(f"| {w * 5}-{w * 5 + 5} | {max(r[1] for r in win) / 1024:.1f} | {max(r[2] for r in win)} |")

@@ -460,7 +460,9 @@ pub fn end_to_end(
         }
         (h, imputed)
     })?;
-    std::thread::sleep(Duration::from_millis(300));
+    if !daemon.counters.wait_until(Duration::from_secs(10), |c| c.subscriptions >= 1) {
+        anyhow::bail!("the benchmark's subscriber did not connect to {} within 10 s", daemon.publish_endpoint);
+    }
 
     let bg_stop = Arc::new(AtomicBool::new(false));
     let bg = bg_training

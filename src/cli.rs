@@ -35,12 +35,15 @@ pub enum Command {
     Frontend(FrontendArgs),
     /// Write a daemon session file as an NWB 2.x file.
     ExportNwb(ExportNwbArgs),
-    /// Open a recording once and exit (used in a child process to keep a
-    /// crash of the HDF5 library on a damaged file away from the caller).
+    /// Read a recording and write it to stdout in the parent's stream form
+    /// (run as a child process: see `recording::child`).
     #[command(hide = true)]
-    CheckRecording {
+    ReadRecording {
         /// The file.
         path: PathBuf,
+        /// The parent's read options (JSON).
+        #[arg(long)]
+        options: String,
     },
 }
 

@@ -136,7 +136,8 @@ fn metrics_scraped_during_a_replay_match_the_daemon_summary() {
     }
     rig.publisher.send_raw(b"spikes", &frame(10, c, rec.spikes.row(10))).unwrap(); // duplicate
     rig.wait_outputs(2000);
-    std::thread::sleep(Duration::from_millis(300));
+    let counted = rig.daemon.counters.wait_until(Duration::from_secs(20), |c| c.dropped_total() >= 4);
+    assert!(counted, "the four bad frames were not counted");
     stop.store(true, Ordering::Relaxed);
     let during = scraper.join().unwrap();
     let (code, last) = http(addr, "GET", "/metrics", "");

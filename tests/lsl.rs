@@ -48,6 +48,7 @@ fn pylsl_stream_decodes_like_offline_and_the_decoded_outlet_is_received() {
     let ctx = zmq::Context::new();
     let stop = Arc::new(AtomicBool::new(false));
     let sub = collect_outputs(&ctx, &daemon.publish_endpoint, stop.clone(), 0, None).unwrap();
+    assert!(daemon.counters.wait_until(Duration::from_secs(20), |c| c.subscriptions >= 1), "no subscription reached the daemon");
 
     let status = wait_rig(&mut rig, 40);
     assert!(status.success(), "pylsl rig failed");

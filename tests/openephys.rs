@@ -94,6 +94,7 @@ fn run(
     let ctx = zmq::Context::new();
     let stop = Arc::new(AtomicBool::new(false));
     let sub = collect_outputs(&ctx, &daemon.publish_endpoint, stop.clone(), 0, None).unwrap();
+    assert!(daemon.counters.wait_until(Duration::from_secs(20), |c| c.subscriptions >= 1), "no subscription reached the daemon");
     let truth_path = dir.join("truth.json");
     let status = Command::new("python3")
         .arg("tests/openephys_standin.py")

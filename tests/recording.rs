@@ -264,6 +264,49 @@ fn integer_bin_seconds_and_missing_format_version_are_accepted() {
     assert_eq!(rec.bin_seconds, 1.0);
 }
 
+/// The daemon's retrainer (and train, eval, replay) read recordings in a
+/// child `alternator read-recording` process so HDF5's process-wide lock is
+/// never held by a slow reader while the recorder writes: what the child
+/// hands back must be the recording itself, with the caller's read options,
+/// and its errors must still name the file and what was wrong.
+#[test]
+fn reading_in_a_child_process_gives_the_same_recording_and_errors() {
+    use alternator::recording::child::read_in_child;
+    let exe = Path::new(env!("CARGO_BIN_EXE_alternator"));
+    let dir = tmp();
+    let p = dir.path().join("child.h5");
+    let mut behavior: Vec<f32> = (0..T * 2).map(|i| (i as f32 * 0.37).cos()).collect();
+    behavior[2 * 5] = f32::NAN;
+    let mut valid = vec![true; T];
+    valid[5] = false;
+    let rec = Recording {
+        spikes: Matrix::from_vec(T, C, counts(T, C).iter().map(|&x| f32::from(x) * 1.5).collect()),
+        behavior: Some(Matrix::from_vec(T, 2, behavior)),
+        behavior_valid: Some(valid),
+        timestamps: Some((0..T).map(|i| 7.0 + i as f64 * 0.02).collect()),
+        bin_seconds: 0.02,
+    };
+    rec.write(&p).unwrap();
+    let direct = Recording::read(&p, &ReadOptions::default()).unwrap();
+    let via_child = read_in_child(exe, &p, &ReadOptions::default()).unwrap();
+    let bits = |r: &Recording| r.behavior.as_ref().unwrap().data.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(via_child.spikes, direct.spikes);
+    assert_eq!(bits(&via_child), bits(&direct));
+    assert_eq!((&via_child.behavior_valid, &via_child.timestamps), (&direct.behavior_valid, &direct.timestamps));
+    assert_eq!(via_child.bin_seconds, direct.bin_seconds);
+
+    // The caller's options travel to the child.
+    let skip = ReadOptions { behavior_path: None, ..ReadOptions::default() };
+    assert!(read_in_child(exe, &p, &skip).unwrap().behavior.is_none());
+    let wrong = ReadOptions { spikes_path: "/nope".into(), ..ReadOptions::default() };
+    let err = read_in_child(exe, &p, &wrong).unwrap_err().to_string();
+    assert!(err.contains(&p.display().to_string()) && err.contains("/nope"), "{err}");
+    // A file that crashes HDF5 kills only the child.
+    let crash = Path::new("tests/data/hdf5-segfault.h5");
+    let err = read_in_child(exe, crash, &ReadOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("hdf5-segfault.h5") && err.contains("crashed the HDF5 library"), "{err}");
+}
+
 #[test]
 fn custom_spikes_and_behavior_paths() {
     let dir = tmp();
@@ -604,7 +647,10 @@ fn truncated_and_random_files_are_refused_by_every_command_with_their_path() {
 #[test]
 fn a_file_that_crashes_the_hdf5_library_is_refused_not_crashed_on() {
     let bad = "tests/data/hdf5-segfault.h5";
-    let probe = Command::new(env!("CARGO_BIN_EXE_alternator")).args(["check-recording", bad]).output().unwrap();
+    let probe = Command::new(env!("CARGO_BIN_EXE_alternator"))
+        .args(["read-recording", bad, "--options", "{}"])
+        .output()
+        .unwrap();
     use std::os::unix::process::ExitStatusExt;
     assert!(
         probe.status.signal().is_some(),

@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 
@@ -35,8 +35,25 @@ fn start_daemon(cfg: &mut ServeConfig, mf: &ModelFile) -> anyhow::Result<Daemon>
         r => r.context("starting the daemon"),
     }
 }
-
+/// Runs the demo: stream, then compare live outputs with truth and offline.
 pub fn run(a: DemoArgs) -> anyhow::Result<()> {
+    if !(a.speed > 0.0 && a.speed.is_finite()) {
+        return Err(UsageError(format!("--speed {}: expected a positive number", a.speed)).into());
+    }
+    let (mf, rec) = load(&a)?;
+    let mut cfg = demo_config(&a, &rec);
+    // The daemon has its own ZeroMQ context (I/O thread), as in its own process.
+    let daemon = start_daemon(&mut cfg, &mf)?;
+    if let Some(addr) = daemon.admin_addr {
+        println!("demo: dashboard at http://{addr}/ (metrics at http://{addr}/metrics)");
+    }
+    let run = stream(&a, &rec, daemon)?;
+    print_report(&mf, &rec, &run);
+    Ok(())
+}
+
+/// The bundled model and recording (cut to `--seconds`).
+fn load(a: &DemoArgs) -> anyhow::Result<(ModelFile, Recording)> {
     let mf = ModelFile::load(&a.model)
         .with_context(|| format!("loading the demo model {} (run from the repository root)", a.model.display()))?;
     let mut rec = Recording::read(&a.data, &ReadOptions::default())
@@ -45,9 +62,11 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
         let n = ((s / rec.bin_seconds).round() as usize).clamp(1, rec.n_bins());
         rec = rec.slice_bins(0, n);
     }
-    if !(a.speed > 0.0 && a.speed.is_finite()) {
-        return Err(UsageError(format!("--speed {}: expected a positive number", a.speed)).into());
-    }
+    Ok((mf, rec))
+}
+
+/// Defaults with every socket on a free loopback port and the dashboard on.
+fn demo_config(a: &DemoArgs, rec: &Recording) -> ServeConfig {
     let mut cfg = ServeConfig::default();
     cfg.model.path = Some(a.model.clone());
     cfg.ingest.protocol_v1.endpoint = "tcp://127.0.0.1:*".into();
@@ -58,18 +77,26 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     cfg.stats.interval_s = 2.0;
     cfg.admin.enabled = true;
     cfg.admin.listen = a.admin.clone();
-    let ctx = zmq::Context::new();
-    // The daemon has its own ZeroMQ context (I/O thread), as in its own process.
-    let daemon = start_daemon(&mut cfg, &mf)?;
-    if let Some(addr) = daemon.admin_addr {
-        println!("demo: dashboard at http://{addr}/ (metrics at http://{addr}/metrics)");
-    }
+    cfg
+}
 
+/// What one streamed demo produced.
+struct DemoRun {
+    report: crate::replay::ReplayReport,
+    summary: crate::daemon::DaemonSummary,
+    got: Vec<crate::client::Received>,
+}
+
+/// Subscribes to the outputs, replays the recording into the daemon, waits
+/// for the last outputs and stops everything.
+fn stream(a: &DemoArgs, rec: &Recording, daemon: Daemon) -> anyhow::Result<DemoRun> {
+    let ctx = zmq::Context::new();
     let stop_sub = Arc::new(AtomicBool::new(false));
     let print_every = ((0.5 / rec.bin_seconds) as u64).max(1);
     let sub = collect_outputs(&ctx, &daemon.publish_endpoint, stop_sub.clone(), print_every, rec.behavior.clone())?;
-    std::thread::sleep(Duration::from_millis(300));
-
+    if !daemon.counters.wait_until(Duration::from_secs(10), |c| c.subscriptions >= 1) {
+        anyhow::bail!("the output subscriber did not connect to {} within 10 s", daemon.publish_endpoint);
+    }
     println!(
         "demo: streaming {} bins ({} channels, {:.0} ms bins) at {}x real time into {}; decoded output on {}",
         rec.n_bins(),
@@ -83,21 +110,19 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     publisher.wait_for_subscriber(Duration::from_secs(5))?;
     let stop = Arc::new(AtomicBool::new(false));
     stop_on_signal(stop.clone());
-    let report = publisher.replay(&rec, &ReplayOptions { speed: Some(a.speed), ..ReplayOptions::default() }, &stop)?;
-
-    // Wait for the last outputs, then stop everything.
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while daemon.counters.snapshot().bins_out < report.bins_sent && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(100));
+    let report = publisher.replay(rec, &ReplayOptions { speed: Some(a.speed), ..ReplayOptions::default() }, &stop)?;
+    // The last outputs (at most 3 s), then stop; the subscriber drains what is in flight.
+    daemon.counters.wait_until(Duration::from_secs(3), |c| c.bins_out >= report.bins_sent);
     let summary = daemon.shutdown();
     stop_sub.store(true, Ordering::Relaxed);
     let got = sub.join().map_err(|_| anyhow::anyhow!("subscriber thread panicked"))?;
+    Ok(DemoRun { report, summary, got })
+}
 
-    // Live outputs vs truth and vs offline evaluation of the same bins.
-    let n = got.len();
-    let d = mf.model.spec.dz;
+/// Live outputs against the truth and against offline evaluation of the same bins.
+fn print_report(mf: &ModelFile, rec: &Recording, run: &DemoRun) {
+    let DemoRun { report, summary, got } = run;
+    let (n, d) = (got.len(), mf.model.spec.dz);
     let offline = StepKernel::new(mf.model.clone()).decode_matrix(&rec.spikes.slice_rows(0, report.bins_sent as usize));
     let mut max_diff = 0f32;
     let mut live = Matrix::zeros(n, d);
@@ -117,9 +142,10 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
         "sent {} bins in {:.1} s ({:.1} bins/s); received {} decoded outputs",
         report.bins_sent, report.seconds, report.achieved_rate_hz, n
     );
+    let l = &summary.latency;
     println!(
         "daemon receive→publish latency: p50 {:.1} µs  p99 {:.1} µs  p99.9 {:.1} µs  max {:.1} µs",
-        summary.latency.p50_us, summary.latency.p99_us, summary.latency.p999_us, summary.latency.max_us
+        l.p50_us, l.p99_us, l.p999_us, l.max_us
     );
     println!(
         "end-to-end send→receive latency: p50 {:.1} µs  p99 {:.1} µs  max {:.1} µs",
@@ -129,22 +155,19 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     );
     if rec.behavior.is_some() && n > 1 {
         let m = Metrics::compute(&truth, &live);
-        println!(
-            "live decoding R² {:.4} (per dim {:?})",
-            m.mean_r2(),
-            m.r2.iter().map(|v| (v * 1e4).round() / 1e4).collect::<Vec<_>>()
-        );
+        let per_dim: Vec<f64> = m.r2.iter().map(|v| (v * 1e4).round() / 1e4).collect();
+        println!("live decoding R² {:.4} (per dim {per_dim:?})", m.mean_r2());
     }
     println!("max |live − offline eval| over all outputs: {max_diff:e}");
     let imputed_seen = got.iter().filter(|r| r.flags & FLAG_IMPUTED != 0).count();
+    let c = &summary.counters;
     println!(
         "dropped frames: {}, imputed: {} (received flagged: {imputed_seen}), recorder losses: {}",
-        summary.counters.dropped_total(),
-        summary.counters.imputed,
-        summary.counters.record_lost
+        c.dropped_total(),
+        c.imputed,
+        c.record_lost
     );
     for s in &summary.sessions {
         println!("session recorded to {} ({} bins)", s.path.display(), s.bins);
     }
-    Ok(())
 }

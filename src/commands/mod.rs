@@ -51,9 +51,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Models(a) => models::run(a),
         Command::Frontend(a) => frontend::run(a),
         Command::ExportNwb(a) => export_nwb::run(a),
-        Command::CheckRecording { path } => {
-            crate::recording::Recording::read(&path, &crate::recording::ReadOptions::default())?;
-            Ok(())
+        Command::ReadRecording { path, options } => {
+            let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+            Ok(crate::recording::child::serve_read(&path, &options, &mut out)?)
         }
     }
 }

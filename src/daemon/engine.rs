@@ -188,6 +188,10 @@ impl Engine {
     /// Between messages: a stale frame when input stopped, hand over an old
     /// record batch, log stats when due.
     pub fn housekeeping(&mut self, now: Instant) {
+        let subscribed = self.out.take_subscriptions(now);
+        if subscribed > 0 {
+            LoopCounters::add(&self.counters.subscriptions, subscribed);
+        }
         if let Some(f) = self.watchdog.due(now) {
             if self.out.send(f.seq, f.t_ns, FLAG_STALE, f.values) {
                 LoopCounters::add(&self.counters.stale_outputs, 1);

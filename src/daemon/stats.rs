@@ -34,6 +34,9 @@ pub struct LoopCounters {
     pub stale_outputs: AtomicU64,
     /// Connections refused because their address is not in `allow_ips`.
     pub connections_refused: Arc<AtomicU64>,
+    /// Subscriptions seen on the publish socket (clients wait for theirs
+    /// instead of sleeping through ZeroMQ's connection set-up).
+    pub subscriptions: AtomicU64,
     /// Items the recorder could not take (queue full) — data loss.
     pub record_lost: AtomicU64,
     /// Models swapped in.
@@ -63,6 +66,7 @@ pub struct CounterSnapshot {
     pub events_in: u64,
     pub stale_outputs: u64,
     pub connections_refused: u64,
+    pub subscriptions: u64,
     pub record_lost: u64,
     pub swaps: u64,
     pub swaps_refused: u64,
@@ -94,6 +98,22 @@ impl LoopCounters {
         c.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Waits (polling every 5 ms, up to `timeout`) until `ready` holds for
+    /// the counters; false on timeout. For clients and tests that need a
+    /// readiness signal (a subscription seen, outputs published).
+    pub fn wait_until(&self, timeout: std::time::Duration, ready: impl Fn(&CounterSnapshot) -> bool) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if ready(&self.snapshot()) {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
     /// Copies every counter.
     pub fn snapshot(&self) -> CounterSnapshot {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -106,6 +126,7 @@ impl LoopCounters {
             events_in: g(&self.events_in),
             stale_outputs: g(&self.stale_outputs),
             connections_refused: g(&self.connections_refused),
+            subscriptions: g(&self.subscriptions),
             record_lost: g(&self.record_lost),
             swaps: g(&self.swaps),
             swaps_refused: g(&self.swaps_refused),

@@ -1,5 +1,7 @@
-//! Output sinks: where decoded timesteps go. Protocol v1 over a ZeroMQ PUB
-//! socket is the publisher every daemon has; further sinks ([`OutputSink`]:
+//! Output sinks: where decoded timesteps go. Protocol v1 over a ZeroMQ
+//! XPUB socket (a PUB socket that also reports subscriptions, so a client
+//! can tell when it is connected instead of sleeping) is the publisher
+//! every daemon has; further sinks ([`OutputSink`]:
 //! an LSL outlet, a Redis stream) sit beside it and are fed by the same
 //! engine with the same outputs.
 //!
@@ -145,21 +147,28 @@ pub fn open_outputs(
     Ok(v)
 }
 
-/// Protocol-v1 frames on a PUB socket.
+/// Protocol-v1 frames on an XPUB socket.
 pub struct ZmqPublisher {
     sock: zmq::Socket,
     topic: Vec<u8>,
     enc: Vec<u8>,
     endpoint: String,
+    /// Subscriptions are looked for at most this often (not per bin).
+    next_subscription_check: Instant,
 }
+
+/// How often [`ZmqPublisher::take_subscriptions`] looks at the socket.
+const SUBSCRIPTION_CHECK: std::time::Duration = std::time::Duration::from_millis(5);
 
 impl ZmqPublisher {
     /// Binds or connects the PUB socket for outputs of `out_dim` values.
     pub fn open(cfg: &PublishSection, ctx: &zmq::Context, out_dim: usize) -> Result<Self, SocketError> {
-        let (sock, endpoint) = open_socket(ctx, zmq::PUB, &cfg.endpoint, cfg.bind, |s| {
+        let (sock, endpoint) = open_socket(ctx, zmq::XPUB, &cfg.endpoint, cfg.bind, |s| {
             if !cfg.allow_ips.is_empty() {
                 s.set_zap_domain(ZAP_DOMAIN)?;
             }
+            // Every subscribe message, not only the first per topic.
+            s.set_xpub_verbose(true)?;
             s.set_sndhwm(cfg.send_hwm_messages)
         })?;
         Ok(Self {
@@ -167,12 +176,30 @@ impl ZmqPublisher {
             topic: cfg.topic.as_bytes().to_vec(),
             enc: Vec::with_capacity(HEADER_LEN + 4 * out_dim + 64),
             endpoint,
+            next_subscription_check: Instant::now(),
         })
     }
 
     /// The endpoint actually bound or connected.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    /// Takes the subscription messages queued since the last look (never
+    /// waits; looks at most every 5 ms) and returns how many were
+    /// subscribes (a client connected and subscribed; its next output will
+    /// reach it).
+    pub fn take_subscriptions(&mut self, now: Instant) -> u64 {
+        if now < self.next_subscription_check {
+            return 0;
+        }
+        self.next_subscription_check = now + SUBSCRIPTION_CHECK;
+        let mut subscribes = 0;
+        let mut msg = [0u8; 256];
+        while let Ok(n) = self.sock.recv_into(&mut msg, zmq::DONTWAIT) {
+            subscribes += u64::from(n > 0 && msg[0] == 1);
+        }
+        subscribes
     }
 
     /// Publishes one output; false if the socket refused it.

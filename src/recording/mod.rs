@@ -43,7 +43,7 @@ use crate::model::train::TrainSet;
 
 mod append;
 pub mod nwb;
-pub mod probe;
+pub mod child;
 mod read;
 mod write;
 
@@ -70,6 +70,14 @@ const CHUNK_LEN_1D: usize = 4096;
 /// Everything that can go wrong reading or writing a session file.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordingError {
+    /// Reading in a child process failed (the text names the path).
+    #[error("{message}")]
+    InChild {
+        /// File asked for.
+        path: PathBuf,
+        /// The child's error, or what went wrong talking to it.
+        message: String,
+    },
     /// The file does not exist.
     #[error("recording file {} does not exist", path.display())]
     NotFound {
@@ -255,7 +263,8 @@ pub enum RecordingError {
 }
 
 /// Where to find the datasets of a session inside its file.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ReadOptions {
     /// Spike-count dataset, `[T, C]`. Default [`DEFAULT_SPIKES_PATH`].
     pub spikes_path: String,

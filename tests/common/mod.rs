@@ -56,18 +56,18 @@ impl Rig {
         let daemon = Daemon::start(cfg, mf, &zmq::Context::new()).unwrap();
         let stop_sub = Arc::new(AtomicBool::new(false));
         let sub = collect_outputs(&ctx, &daemon.publish_endpoint, stop_sub.clone(), 0, None).unwrap();
-        std::thread::sleep(Duration::from_millis(300));
+        let subscribed = daemon.counters.wait_until(Duration::from_secs(20), |c| c.subscriptions >= 1);
+        assert!(subscribed, "the output subscriber's subscription never reached the daemon");
         let publisher = Publisher::new(&ctx, &daemon.ingest_endpoint, false).unwrap();
         publisher.wait_for_subscriber(Duration::from_secs(5)).unwrap();
         Rig { ctx, daemon, stop_sub, sub, publisher }
     }
 
+    /// Waits until the daemon has published `n` outputs (the subscriber
+    /// drains what is in flight when the rig finishes).
     pub fn wait_outputs(&self, n: u64) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.daemon.counters.snapshot().bins_out < n && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        std::thread::sleep(Duration::from_millis(200));
+        let done = self.daemon.counters.wait_until(Duration::from_secs(20), |c| c.bins_out >= n);
+        assert!(done, "the daemon did not publish {n} outputs within 20 s");
     }
 
     pub fn finish(self) -> (alternator::daemon::DaemonSummary, Vec<Received>) {

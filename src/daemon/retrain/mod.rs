@@ -17,8 +17,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
-use serde_json::json;
 use tracing::{debug, error, info, warn};
+
+mod candidate;
+pub mod decision;
+
+pub use decision::{Decision, RetrainError, SwapError, Verdict};
 
 use super::config::{RetrainSection, ServeConfig};
 use super::control::ControlError;
@@ -26,10 +30,10 @@ use super::decode_loop::{LoopCommand, SwapOutcome};
 use super::models::ModelStore;
 use super::recorder::ClosedSession;
 use super::stats::LoopCounters;
-use crate::model::file::{DataSource, ModelMeta, TrainingInfo};
+use crate::model::file::{ModelMeta, TrainingInfo};
 use crate::model::train::{score_tails, train_cancellable, TrainSet};
 use crate::model::{Model, ModelFile, StepKernel};
-use crate::recording::{file_hash, ReadOptions, Recording};
+use crate::recording::{ReadOptions, Recording};
 
 /// Requests to the retrainer.
 pub enum RetrainRequest {
@@ -48,7 +52,7 @@ pub struct RetrainStatus {
     pub failed: u64,
     pub running: bool,
     pub live_generation: Option<u64>,
-    pub last_decision: Option<serde_json::Value>,
+    pub last_decision: Option<Decision>,
 }
 
 /// Handle to the retraining thread.
@@ -172,14 +176,6 @@ pub fn live_model_path(dir: &Path) -> Result<Option<PathBuf>, super::models::Sto
     ModelStore::new(dir).live_path()
 }
 
-/// A recording split into a training head and a held-out tail.
-struct Split {
-    path: PathBuf,
-    rec: Recording,
-    holdout_start: usize,
-    hash: String,
-}
-
 /// Scores `model` on the held-out tails: pooled R² over labelled bins,
 /// decoding each file causally from up to 500 bins before its tail.
 pub fn holdout_r2(model: &Model, parts: &[(&Recording, usize)]) -> Option<f64> {
@@ -230,7 +226,8 @@ impl Retrainer {
         }
         if self.live_gen.is_none() {
             let mut mf = self.live.clone();
-            mf.meta.decision = Some(json!({"status": "accepted", "reason": "initial model of this models directory"}));
+            let first = Decision::new(Verdict::Accepted, "start");
+            mf.meta.decision = Some(Decision { reason: Some("initial model of this models directory".into()), ..first }.to_json());
             match self.store.add(&mut mf) {
                 Ok(g) => self.live_gen = Some(g),
                 Err(e) => {
@@ -305,7 +302,7 @@ impl Retrainer {
         n
     }
 
-    fn swap_in(&mut self, mf: &ModelFile) -> Result<(), String> {
+    fn swap_in(&mut self, mf: &ModelFile) -> Result<(), SwapError> {
         let kernel = Box::new(StepKernel::new(mf.model.clone()));
         let (rtx, rrx) = bounded(1);
         self.control
@@ -313,7 +310,7 @@ impl Retrainer {
                 LoopCommand::Swap { kernel, model_id: mf.meta.id.clone(), reply: rtx },
                 Duration::from_secs(5),
             )
-            .map_err(|_| "the decode loop is not taking commands".to_string())?;
+            .map_err(|_| SwapError::LoopBusy)?;
         // Wait for the loop's answer however long it takes: the loop always
         // answers (or drops the sender when it stops), so the outcome is
         // exact and the previous kernel is dropped here, off the loop.
@@ -321,7 +318,7 @@ impl Retrainer {
             match rrx.recv_timeout(Duration::from_millis(100)) {
                 Ok(o) => break o,
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) if !self.stop.load(Ordering::Relaxed) => continue,
-                Err(_) => return Err("the decode loop stopped before answering the swap".into()),
+                Err(_) => return Err(SwapError::LoopStopped),
             }
         };
         match outcome {
@@ -331,7 +328,7 @@ impl Retrainer {
                 self.live = mf.clone();
                 Ok(())
             }
-            SwapOutcome::Refused { reason, .. } => Err(reason),
+            SwapOutcome::Refused { reason, .. } => Err(SwapError::Refused(reason)),
         }
     }
 
@@ -343,7 +340,7 @@ impl Retrainer {
         if super::models::decision_status(&mf) == Some(super::models::GenStatus::Rejected) {
             return Err(ControlError::Rejected { gen });
         }
-        self.swap_in(&mf).map_err(|reason| ControlError::SwapRefused { gen, reason })?;
+        self.swap_in(&mf).map_err(|e| ControlError::SwapRefused { gen, reason: e.to_string() })?;
         self.store.set_live(gen).map_err(|e| ControlError::Store(e.to_string()))?;
         self.live_gen = Some(gen);
         self.set_status(|s| s.live_generation = Some(gen));
@@ -376,167 +373,117 @@ impl Retrainer {
             s.running = true;
         });
         let t0 = Instant::now();
-        let result = self.train_candidate(trigger);
-        let secs = t0.elapsed().as_secs_f64();
-        match result {
-            Ok(decision) => {
-                let accepted = decision["status"] == "accepted";
-                self.set_status(|s| {
-                    if accepted {
-                        s.accepted += 1;
-                    } else {
-                        s.rejected += 1;
-                    }
-                    s.last_decision = Some(decision.clone());
-                    s.live_generation = self.live_gen;
-                });
+        let decision = match self.train_candidate(trigger) {
+            Ok(d) => d,
+            Err(e) => {
+                let secs = format!("{:.1}", t0.elapsed().as_secs_f64());
+                warn!(trigger, seconds = secs, reason = %e, "Retraining failed; the live model keeps running.");
+                Decision::failed(trigger, &e)
             }
-            Err(reason) => {
-                warn!(trigger, seconds = format!("{secs:.1}"), reason = %reason, "Retraining failed; the live model keeps running.");
-                self.set_status(|s| {
-                    s.failed += 1;
-                    s.last_decision = Some(json!({"status": "failed", "reason": reason, "trigger": trigger}));
-                });
+        };
+        let live = self.live_gen;
+        self.set_status(|s| {
+            match decision.status {
+                Verdict::Accepted => s.accepted += 1,
+                Verdict::Rejected => s.rejected += 1,
+                Verdict::Failed => s.failed += 1,
             }
-        }
-        self.set_status(|s| s.running = false);
+            s.live_generation = live;
+            s.last_decision = Some(decision);
+            s.running = false;
+        });
     }
 
-    fn train_candidate(&mut self, trigger: &str) -> Result<serde_json::Value, String> {
-        self.rotate_session();
-        let channels = self.live.model.spec.channels;
+    /// The recordings of this run: the configured ones, then the most
+    /// recent session files.
+    fn training_files(&self) -> Vec<PathBuf> {
         let mut files: Vec<PathBuf> = self.cfg.recordings.clone();
         if self.cfg.use_sessions {
             let skip = self.sessions.len().saturating_sub(self.cfg.max_session_files);
             files.extend(self.sessions.iter().skip(skip).cloned());
         }
-        let mut usable = Vec::new();
-        let mut skipped = Vec::new();
+        files
+    }
+
+    fn train_candidate(&mut self, trigger: &str) -> Result<Decision, RetrainError> {
+        self.rotate_session();
+        let spec = &self.live.model.spec;
         // NWB files in the list are binned at the live model's bin width.
         let mut opts = ReadOptions::default();
         opts.nwb.bin_seconds = self.live.meta.training_bin_seconds();
-        for p in files {
-            match Recording::read_checked(&p, &opts) {
-                Ok(rec) => {
-                    let labelled = rec.labelled_bins();
-                    if rec.n_channels() != channels {
-                        skipped.push(json!({"path": p.display().to_string(), "reason": format!("{} channels, the live model has {channels}", rec.n_channels())}));
-                    } else if labelled == 0 || rec.n_behavior() != self.live.model.spec.dz {
-                        debug!(path = %p.display(), "No usable labelled bins; not used for retraining.");
-                    } else {
-                        usable.push((p, rec, labelled));
-                    }
-                }
-                Err(e) => {
-                    warn!(path = %p.display(), error = %e, "Skipping an unreadable recording in the retraining set.");
-                    skipped.push(json!({"path": p.display().to_string(), "reason": e.to_string()}));
-                }
-            }
-        }
-        let total: usize = usable.iter().map(|u| u.2).sum();
-        if total == 0 {
-            return Err(format!(
-                "no labelled data (behaviour) in {} usable recordings; skipped {}",
-                usable.len(),
-                skipped.len()
-            ));
-        }
-        // Hold out the most recent labelled bins: walk files newest first.
-        let mut want = ((total as f64) * self.cfg.holdout_fraction).ceil() as usize;
-        let mut splits: Vec<Split> = Vec::new();
-        for (p, rec, labelled) in usable.into_iter().rev() {
-            let take = want.min(labelled);
-            want -= take;
-            let mut start = rec.n_bins();
-            let mut seen = 0;
-            while seen < take && start > 0 {
-                start -= 1;
-                if rec.is_labelled(start) {
-                    seen += 1;
-                }
-            }
-            let hash = file_hash(&p).unwrap_or_default();
-            splits.push(Split { path: p, rec, holdout_start: start, hash });
-        }
-        splits.reverse();
-        let heads: Vec<Recording> =
-            splits.iter().filter(|s| s.holdout_start >= 100).map(|s| s.rec.slice_bins(0, s.holdout_start)).collect();
-        if heads.is_empty() {
-            return Err("too little labelled data before the held-out part (need >= 100 bins in some recording)".into());
-        }
-        let sets: Vec<TrainSet<'_>> = heads.iter().map(Recording::train_set).collect();
+        let (usable, skipped) = candidate::gather(&self.training_files(), &opts, spec.channels, spec.dz);
+        let splits = candidate::split_holdout(usable, self.cfg.holdout_fraction, skipped.len())?;
         let mut tcfg = self.cfg.train.clone();
         tcfg.seed = tcfg.seed.wrapping_add(self.runs);
+        let sets_owned = candidate::heads(&splits);
+        let sets: Vec<TrainSet<'_>> = sets_owned.iter().map(Recording::train_set).collect();
         let t0 = Instant::now();
-        let outcome = train_cancellable(
-            &sets,
-            &tcfg,
-            &mut |e| debug!(epoch = e.epoch, loss = e.train_loss, val_r2 = e.val_r2, "Retraining epoch."),
-            &self.stop,
-        )
-        .map_err(|e| format!("training failed: {e}"))?;
+        let progress = &mut |e: &crate::model::train::EpochInfo| {
+            debug!(epoch = e.epoch, loss = e.train_loss, val_r2 = e.val_r2, "Retraining epoch.")
+        };
+        let outcome = train_cancellable(&sets, &tcfg, progress, &self.stop)?;
         let train_seconds = t0.elapsed().as_secs_f64();
+
         let parts: Vec<(&Recording, usize)> = splits.iter().map(|s| (&s.rec, s.holdout_start)).collect();
-        let holdout_bins: usize = splits.iter().map(|s| s.rec.n_bins() - s.holdout_start).sum();
-        let live_r2 = holdout_r2(&self.live.model, &parts);
-        let cand_r2 = holdout_r2(&outcome.model, &parts).ok_or("no labelled bins in the held-out part")?;
+        let cand_r2 = holdout_r2(&outcome.model, &parts).ok_or(RetrainError::NoHeldOutLabels)?;
         if !cand_r2.is_finite() {
-            return Err(format!("candidate's held-out R² is not finite ({cand_r2})"));
+            return Err(RetrainError::NonFiniteR2(cand_r2));
         }
+        let live_r2 = holdout_r2(&self.live.model, &parts);
+        let (sources, used) = candidate::provenance(&splits);
         let accept = gate(cand_r2, live_r2, self.cfg.min_improvement_r2);
-        let data: Vec<DataSource> = splits
-            .iter()
-            .map(|s| DataSource {
-                path: s.path.display().to_string(),
-                hash: s.hash.clone(),
-                bins: s.rec.n_bins(),
-                spikes_path: "/spikes".into(),
-                behavior_path: None,
-                bin_seconds: Some(s.rec.bin_seconds),
-                nwb: None,
-            })
-            .collect();
-        let mut decision = json!({
-            "status": if accept { "accepted" } else { "rejected" },
-            "trigger": trigger,
-            "candidate_r2": cand_r2,
-            "live_r2": live_r2,
-            "live_id": self.live.meta.id,
-            "live_generation": self.live_gen,
-            "margin": self.cfg.min_improvement_r2,
-            "holdout_bins": holdout_bins,
-            "train_seconds": train_seconds,
-            "epochs": outcome.report.epochs_run,
-            "data": data.iter().map(|d| json!({"path": d.path, "bins": d.bins, "hash": d.hash})).collect::<Vec<_>>(),
-            "skipped": skipped,
-        });
-        let info = TrainingInfo { data, config: tcfg, report: outcome.report.clone() };
+        let verdict = if accept { Verdict::Accepted } else { Verdict::Rejected };
+        let mut decision = Decision {
+            candidate_r2: Some(cand_r2),
+            live_r2,
+            live_id: Some(self.live.meta.id.clone()),
+            live_generation: self.live_gen,
+            margin: self.cfg.min_improvement_r2,
+            holdout_bins: splits.iter().map(|s| s.rec.n_bins() - s.holdout_start).sum(),
+            train_seconds,
+            epochs: outcome.report.epochs_run,
+            data: used,
+            skipped,
+            ..Decision::new(verdict, trigger)
+        };
+        let info = TrainingInfo { data: sources, config: tcfg, report: outcome.report.clone() };
         let mut meta = ModelMeta::new(&outcome.model, Some(info), Some(self.live.meta.id.clone()));
-        meta.decision = Some(decision.clone());
+        meta.decision = Some(decision.to_json());
         let mut mf = ModelFile { model: outcome.model, meta };
-        let gen = self.store.add(&mut mf).map_err(|e| format!("cannot store the candidate: {e}"))?;
-        decision["generation"] = gen.into();
-        if accept {
-            match self.swap_in(&mf) {
-                Ok(()) => {
-                    if let Err(e) = self.store.set_live(gen) {
-                        error!(generation = gen, error = %e, "Swapped in, but the LIVE marker could not be written; a restart would load the previous model.");
-                    }
-                    self.live_gen = Some(gen);
-                    info!(generation = gen, id = %mf.meta.id, candidate_r2 = format!("{cand_r2:.4}"), live_r2 = ?live_r2.map(|v| (v * 1e4).round() / 1e4), holdout_bins, train_seconds = format!("{train_seconds:.1}"), files = splits.len(), trigger, "Retrained model accepted and swapped in.");
-                }
-                Err(reason) => {
-                    decision["status"] = "rejected".into();
-                    decision["reason"] = format!("swap refused: {reason}").into();
-                    mf.meta.decision = Some(decision.clone());
-                    let _ = mf.save(&self.store.path(gen));
-                    warn!(generation = gen, reason = %reason, "Accepted candidate could not be swapped in.");
-                }
-            }
-        } else {
-            info!(generation = gen, candidate_r2 = format!("{cand_r2:.4}"), live_r2 = ?live_r2.map(|v| (v * 1e4).round() / 1e4), margin = self.cfg.min_improvement_r2, holdout_bins, train_seconds = format!("{train_seconds:.1}"), trigger, "Retrained candidate rejected by the gate; the live model stays.");
+        let gen = self.store.add(&mut mf)?;
+        decision.generation = Some(gen);
+        Ok(self.conclude(decision, mf, gen))
+    }
+
+    /// Swaps an accepted candidate in (a refused swap turns it into a
+    /// rejection, saved with its reason) and logs the verdict.
+    fn conclude(&mut self, mut decision: Decision, mut mf: ModelFile, gen: u64) -> Decision {
+        let r2 = decision.candidate_r2.map(|v| format!("{v:.4}"));
+        let live_r2 = decision.live_r2.map(|v| (v * 1e4).round() / 1e4);
+        let (bins, secs) = (decision.holdout_bins, format!("{:.1}", decision.train_seconds));
+        if decision.status == Verdict::Rejected {
+            info!(generation = gen, candidate_r2 = ?r2, live_r2 = ?live_r2, margin = decision.margin, holdout_bins = bins, train_seconds = secs, trigger = %decision.trigger, "Retrained candidate rejected by the gate; the live model stays.");
+            return decision;
         }
-        Ok(decision)
+        match self.swap_in(&mf) {
+            Ok(()) => {
+                if let Err(e) = self.store.set_live(gen) {
+                    error!(generation = gen, error = %e, "Swapped in, but the LIVE marker could not be written; a restart would load the previous model.");
+                }
+                self.live_gen = Some(gen);
+                info!(generation = gen, id = %mf.meta.id, candidate_r2 = ?r2, live_r2 = ?live_r2, holdout_bins = bins, train_seconds = secs, files = decision.data.len(), trigger = %decision.trigger, "Retrained model accepted and swapped in.");
+            }
+            Err(reason) => {
+                decision.status = Verdict::Rejected;
+                decision.reason = Some(format!("swap refused: {reason}"));
+                mf.meta.decision = Some(decision.to_json());
+                if let Err(e) = mf.save(&self.store.path(gen)) {
+                    warn!(generation = gen, error = %e, "Cannot record the refused swap in the candidate's file.");
+                }
+                warn!(generation = gen, reason = %reason, "Accepted candidate could not be swapped in.");
+            }
+        }
+        decision
     }
 }
 
