@@ -115,7 +115,10 @@ pub fn forecast_scores(model: &Model, rec: &Recording, horizons: &[usize]) -> Ve
         .zip(&forecasts)
         .map(|(&h, f)| {
             let mask: Vec<bool> = labelled.iter().enumerate().map(|(t, &l)| l && t >= h).collect();
-            ForecastScore { horizon: h, alternator: DecoderScore::from(&Metrics::compute_masked(truth, f, Some(&mask))) }
+            ForecastScore {
+                horizon: h,
+                alternator: DecoderScore::from(&Metrics::compute_masked(truth, f, Some(&mask))),
+            }
         })
         .collect()
 }
@@ -145,10 +148,21 @@ pub fn missing_score(model: &Model, rec: &Recording, kalman: Option<&KalmanDecod
 pub fn table(forecast: &[ForecastScore], missing: Option<&MissingScore>) -> String {
     let mut s = String::new();
     if !forecast.is_empty() {
-        let _ = writeln!(s, "\nforecast (behaviour k bins ahead, alternator)\n{:<10} {:>8} {:>8}   R² per dim", "horizon", "R²", "CC");
+        let _ = writeln!(
+            s,
+            "\nforecast (behaviour k bins ahead, alternator)\n{:<10} {:>8} {:>8}   R² per dim",
+            "horizon", "R²", "CC"
+        );
         for f in forecast {
             let per: Vec<String> = f.alternator.r2_per_dim.iter().map(|v| format!("{v:.3}")).collect();
-            let _ = writeln!(s, "{:<10} {:>8.4} {:>8.4}   [{}]", f.horizon, f.alternator.r2, f.alternator.cc, per.join(", "));
+            let _ = writeln!(
+                s,
+                "{:<10} {:>8.4} {:>8.4}   [{}]",
+                f.horizon,
+                f.alternator.r2,
+                f.alternator.cc,
+                per.join(", ")
+            );
         }
     }
     if let Some(m) = missing {

@@ -20,7 +20,8 @@ use crate::matrix::Matrix;
 /// matrix per horizon in the order given; row `t < k` is NaN.
 pub fn forecast_outputs(model: &Model, raw: &Matrix, horizons: &[usize]) -> Vec<Matrix> {
     let dz = model.spec.dz;
-    let mut out: Vec<Matrix> = horizons.iter().map(|_| Matrix::from_vec(raw.rows, dz, vec![f32::NAN; raw.rows * dz])).collect();
+    let mut out: Vec<Matrix> =
+        horizons.iter().map(|_| Matrix::from_vec(raw.rows, dz, vec![f32::NAN; raw.rows * dz])).collect();
     let max_h = horizons.iter().copied().max().unwrap_or(0);
     let mut live = StepKernel::new(model.clone());
     let mut ahead = StepKernel::new(model.clone());

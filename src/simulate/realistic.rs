@@ -393,7 +393,8 @@ mod tests {
         assert!((50..=115).contains(&untuned), "untuned {untuned} of 400");
         let bursty = ns.iter().filter(|n| n.burst_p > 0.0).count();
         assert!((25..=75).contains(&bursty), "bursty {bursty} of 400");
-        let (narrow, broad) = (ns.iter().filter(|n| n.kappa > 2.0).count(), ns.iter().filter(|n| n.kappa < 0.6).count());
+        let (narrow, broad) =
+            (ns.iter().filter(|n| n.kappa > 2.0).count(), ns.iter().filter(|n| n.kappa < 0.6).count());
         assert!(narrow > 60 && broad > 60, "tuning widths not spread: {narrow} narrow, {broad} broad");
         // A bursty neuron spends roughly p · mean length of its bins in bursts.
         let n = ns.iter().find(|n| n.burst_p > 0.0).unwrap();
