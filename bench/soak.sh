@@ -18,8 +18,8 @@ export RAYON_NUM_THREADS=1
 rm -rf "$OUT" && mkdir -p "$OUT/sessions" "$OUT/models"
 
 # A labelled 192-channel session to train from and one to stream.
-$B simulate reach --out "$OUT/train.h5" --minutes 10 --seed 21 --channels 192 >/dev/null
-$B simulate reach --out "$OUT/stream.h5" --minutes 10 --seed 22 --channels 192 >/dev/null
+$B simulate reach --preset simple --out "$OUT/train.h5" --minutes 10 --seed 21 --channels 192 >/dev/null
+$B simulate reach --preset simple --out "$OUT/stream.h5" --minutes 10 --seed 22 --channels 192 >/dev/null
 cat > "$OUT/train.toml" <<EOF
 [train]
 max_epochs = 20

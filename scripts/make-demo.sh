@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked
 B=target/release/alternator
-$B simulate reach --out recordings/demo-train.h5 --minutes 10 --seed 1 --array-seed 0
-$B simulate reach --out recordings/demo-test.h5 --minutes 2 --seed 2 --array-seed 0
+$B simulate reach --preset simple --out recordings/demo-train.h5 --minutes 10 --seed 1 --array-seed 0
+$B simulate reach --preset simple --out recordings/demo-test.h5 --minutes 2 --seed 2 --array-seed 0
 $B train --data recordings/demo-train.h5 --out recordings/demo-model.safetensors --seed 0 --quiet
 $B eval --model recordings/demo-model.safetensors --data recordings/demo-test.h5

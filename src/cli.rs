@@ -21,6 +21,8 @@ pub enum Command {
     Train(TrainArgs),
     /// Decode a recording causally and compare with Wiener and Kalman decoders.
     Eval(EvalArgs),
+    /// Draw a trajectory from a model's generative process, written as a recording.
+    Sample(SampleArgs),
     /// Run the streaming daemon: ZeroMQ ingest, per-bin decoding, publishing, recording.
     Serve(ServeArgs),
     /// Run the daemon on the bundled demo model and feed it the bundled recording.
@@ -262,10 +264,23 @@ pub enum SimKind {
     Lorenz,
 }
 
+/// Which reaching simulation `simulate reach` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SimPreset {
+    /// Heterogeneous lags (0–100 ms) and tuning widths, position/speed/velocity
+    /// tuning, untuned and bursty neurons, baseline drift, over-dispersed counts.
+    Realistic,
+    /// The original reach simulation (Poisson neurons leading by 60–100 ms).
+    Simple,
+}
+
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
     /// System to simulate.
     pub kind: SimKind,
+    /// Reach simulation preset (reach only; default realistic).
+    #[arg(long, value_enum)]
+    pub preset: Option<SimPreset>,
     /// Output HDF5 file.
     #[arg(long)]
     pub out: PathBuf,
@@ -281,6 +296,23 @@ pub struct SimulateArgs {
     /// Number of neurons.
     #[arg(long, default_value_t = 96)]
     pub channels: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct SampleArgs {
+    /// Model file.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Number of bins to draw.
+    #[arg(long)]
+    pub bins: usize,
+    /// Output recording (HDF5): /spikes the raw input bins, /behavior the
+    /// drawn state in behaviour units (latent state for latent-mode models).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Seed: the same model and seed give the same file contents.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
 /// Where datasets live inside recordings, and how NWB files are binned.
@@ -361,6 +393,19 @@ pub struct EvalArgs {
     /// Lagged bins of the Wiener filter.
     #[arg(long, default_value_t = 10)]
     pub wiener_lags: usize,
+    /// Also score k-bin-ahead forecasts of behaviour at these horizons (bins), e.g. 1,5,10.
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    pub forecast: Vec<usize>,
+    /// Also score decoding with this share of bins missing (imputed by the
+    /// model; the Kalman filter skips its update on them), in [0, 1).
+    #[arg(long)]
+    pub drop_rate: Option<f64>,
+    /// Length in bins of each dropped burst (with --drop-rate).
+    #[arg(long, default_value_t = 1, requires = "drop_rate")]
+    pub drop_burst: usize,
+    /// Seed of the choice of dropped bins (with --drop-rate).
+    #[arg(long, default_value_t = 0, requires = "drop_rate")]
+    pub drop_seed: u64,
     #[command(flatten)]
     pub paths: DatasetPaths,
 }

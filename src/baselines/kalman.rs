@@ -83,8 +83,20 @@ impl KalmanDecoder {
     ///
     /// Panics (a caller bug) if `x` does not have the training channel count.
     pub fn predict(&self, x: &Matrix) -> Matrix {
+        self.predict_with_missing(x, None)
+    }
+
+    /// As [`Self::predict`], but on bins where `missing` is true only the
+    /// predict step runs (no update): the output is the prior mean `A s`.
+    ///
+    /// Panics (a caller bug) if `x` does not have the training channel
+    /// count or `missing` does not have one entry per row.
+    pub fn predict_with_missing(&self, x: &Matrix, missing: Option<&[bool]>) -> Matrix {
         let c = self.channels();
         assert_eq!(x.cols, c, "invariant: Kalman predict needs the training channel count");
+        if let Some(m) = missing {
+            assert_eq!(m.len(), x.rows, "invariant: one missing flag per bin");
+        }
         let b = self.outputs();
         let mut out = Matrix::zeros(x.rows, b);
         let mut z = vec![0.0; c];
@@ -106,6 +118,14 @@ impl KalmanDecoder {
                 *pp += w;
             }
             symmetrise(&mut p_prior, b);
+            if missing.is_some_and(|m| m[step]) {
+                s.copy_from_slice(&s_prior);
+                p.copy_from_slice(&p_prior);
+                for ((o, &sk), &mk) in out.row_mut(step).iter_mut().zip(&s).zip(&self.y_mean) {
+                    *o = (sk + mk) as f32;
+                }
+                continue;
+            }
             // Update in information form: P = (P⁻⁻¹ + HᵀQ⁻¹H)⁻¹,
             // s = s⁻ + P (HᵀQ⁻¹ z − HᵀQ⁻¹H s⁻).
             let is_ok = invert_spd(&p_prior, b, &mut info_post, &mut factor);
@@ -393,6 +413,33 @@ mod tests {
         let (p1, p2) = (decoder.predict(&x), decoder.predict(&x2));
         assert_eq!(p1.slice_rows(0, k + 1), p2.slice_rows(0, k + 1), "rows up to {k} changed");
         assert!(max_abs_diff(p1.row(k + 1), p2.row(k + 1)) > 0.1, "the perturbation must matter after {k}");
+    }
+
+    #[test]
+    fn kalman_skips_the_update_on_missing_bins() {
+        let mut rng = Rng(15);
+        let model = TrueModel::new(&mut rng);
+        let (x, y) = model.simulate(&mut rng, 600);
+        let params = KalmanParams::fit(&x, &y).unwrap();
+        let (a, mean) = (params.a.clone(), params.y_mean.clone());
+        let decoder = KalmanDecoder::from_params(params).unwrap();
+        let full = decoder.predict(&x);
+        assert_eq!(decoder.predict_with_missing(&x, Some(&vec![false; x.rows])), full);
+        // Bins 300..305 missing: each output is A times the previous state, and
+        // the bins before the gap are untouched.
+        let missing: Vec<bool> = (0..x.rows).map(|t| (300..305).contains(&t)).collect();
+        let gap = decoder.predict_with_missing(&x, Some(&missing));
+        assert_eq!(gap.slice_rows(0, 300), full.slice_rows(0, 300));
+        for t in 300..305 {
+            let prev: Vec<f64> = gap.row(t - 1).iter().zip(&mean).map(|(&v, m)| f64::from(v) - m).collect();
+            let mut want = vec![0.0; KB];
+            mat_vec(&a, KB, KB, &prev, &mut want);
+            for k in 0..KB {
+                let got = f64::from(gap.get(t, k)) - mean[k];
+                assert!((got - want[k]).abs() < 1e-4, "bin {t} dim {k}: {got} vs {}", want[k]);
+            }
+        }
+        assert!(max_abs_diff(gap.row(303), full.row(303)) > 1e-3, "the gap must change the output");
     }
 
     #[test]

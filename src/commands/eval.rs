@@ -17,6 +17,7 @@ use crate::metrics::Metrics;
 use crate::model::{Mode, ModelFile, StepKernel};
 use crate::recording::{file_hash, ReadOptions, Recording};
 
+use super::eval_stress::{self, DropSpec, ForecastScore, MissingScore};
 use super::train::read_options;
 
 /// Metrics of one decoder (means over dimensions, plus per-dimension arrays).
@@ -55,8 +56,17 @@ pub struct EvalReport {
     pub labelled_bins: usize,
     /// Mean kernel time per bin, microseconds.
     pub us_per_bin: f64,
+    /// `--forecast`: behaviour forecasts per horizon.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub forecast: Vec<ForecastScore>,
+    /// `--drop-rate`: accuracy with missing bins.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missing: Option<MissingScore>,
     #[serde(skip)]
     pub decoded: Matrix,
+    /// The fitted Kalman filter, when baselines ran.
+    #[serde(skip)]
+    pub kalman_decoder: Option<KalmanDecoder>,
 }
 
 /// Decodes `rec` with `mf` and, when `baseline_files` is non-empty, fits and
@@ -87,7 +97,7 @@ pub fn evaluate(
     let alt = Metrics::compute_masked(truth, &decoded, mask);
     let labelled_bins = rec.labelled_bins();
 
-    let (mut wiener, mut kalman) = (None, None);
+    let (mut wiener, mut kalman, mut kalman_decoder) = (None, None, None);
     if !baseline_files.is_empty() {
         let mut xs = Vec::new();
         let mut ys = Vec::new();
@@ -123,6 +133,7 @@ pub fn evaluate(
         wiener = Some(DecoderScore::from(&Metrics::compute_masked(truth, &wf.predict(&rec.spikes), mask)));
         let kf = KalmanDecoder::fit(&x, &y).context("fitting the Kalman filter")?;
         kalman = Some(DecoderScore::from(&Metrics::compute_masked(truth, &kf.predict(&rec.spikes), mask)));
+        kalman_decoder = Some(kf);
     }
     Ok(EvalReport {
         alternator: DecoderScore::from(&alt),
@@ -131,7 +142,10 @@ pub fn evaluate(
         bins: rec.n_bins(),
         labelled_bins,
         us_per_bin,
+        forecast: Vec::new(),
+        missing: None,
         decoded,
+        kalman_decoder,
     })
 }
 
@@ -193,7 +207,17 @@ fn plot_svg(truth: &Matrix, decoded: &Matrix, max_bins: usize) -> String {
     s
 }
 
+/// The `--forecast` and `--drop-*` options, checked (exit code 64 naming the flag).
+fn stress_options(a: &EvalArgs) -> Result<Option<DropSpec>, super::UsageError> {
+    eval_stress::check_horizons(&a.forecast)?;
+    let Some(rate) = a.drop_rate else { return Ok(None) };
+    let d = DropSpec { rate, burst: a.drop_burst, seed: a.drop_seed };
+    eval_stress::check_drop(&d)?;
+    Ok(Some(d))
+}
+
 pub fn run(a: EvalArgs) -> anyhow::Result<()> {
+    let drop = stress_options(&a)?;
     let mf = ModelFile::load(&a.model).with_context(|| format!("loading model {}", a.model.display()))?;
     let mut opts = read_options(&a.paths);
     if opts.nwb.bin_seconds.is_none() {
@@ -228,8 +252,10 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
             }
         }
     }
-    let report = evaluate(&mf, &rec, &baseline, a.wiener_lags)
+    let mut report = evaluate(&mf, &rec, &baseline, a.wiener_lags)
         .with_context(|| format!("evaluating {} on {}", a.model.display(), a.data.display()))?;
+    report.forecast = eval_stress::forecast_scores(&mf.model, &rec, &a.forecast);
+    report.missing = drop.map(|d| eval_stress::missing_score(&mf.model, &rec, report.kalman_decoder.as_ref(), &d));
     if let Some(p) = &a.plot {
         let truth = rec.behavior.as_ref().expect("invariant: evaluate checked behaviour exists");
         std::fs::write(p, plot_svg(truth, &report.decoded, 1500))
@@ -240,6 +266,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", table(&report));
+        print!("{}", eval_stress::table(&report.forecast, report.missing.as_ref()));
     }
     Ok(())
 }

@@ -4,15 +4,17 @@
 mod bench;
 mod demo;
 mod eval;
+pub mod eval_stress;
 mod export_nwb;
 mod frontend;
 mod models;
 mod replay;
+mod sample;
 mod serve;
 mod simulate;
 pub mod train;
 
-pub use eval::{evaluate, EvalReport};
+pub use eval::{evaluate, DecoderScore, EvalReport};
 
 use crate::cli::{Cli, Command};
 
@@ -44,6 +46,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Simulate(a) => simulate::run(a),
         Command::Train(a) => train::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Sample(a) => sample::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Replay(a) => replay::run(a),

@@ -3,8 +3,8 @@
 use anyhow::Context;
 use tracing::info;
 
-use crate::cli::{SimKind, SimulateArgs};
-use crate::simulate::{simulate_lorenz, simulate_reach, SimParams};
+use crate::cli::{SimKind, SimPreset, SimulateArgs};
+use crate::simulate::{simulate_lorenz, simulate_reach_preset, ReachPreset, SimParams};
 
 use super::UsageError;
 
@@ -18,9 +18,13 @@ pub fn run(a: SimulateArgs) -> anyhow::Result<()> {
         return Err(UsageError(format!("--channels {}: expected 1..=100000", a.channels)).into());
     }
     let p = SimParams { minutes: a.minutes, seed: a.seed, array_seed: a.array_seed, channels: a.channels };
-    let rec = match a.kind {
-        SimKind::Reach => simulate_reach(&p),
-        SimKind::Lorenz => simulate_lorenz(&p),
+    let rec = match (a.kind, a.preset) {
+        (SimKind::Reach, None | Some(SimPreset::Realistic)) => simulate_reach_preset(&p, ReachPreset::Realistic),
+        (SimKind::Reach, Some(SimPreset::Simple)) => simulate_reach_preset(&p, ReachPreset::Simple),
+        (SimKind::Lorenz, None) => simulate_lorenz(&p),
+        (SimKind::Lorenz, Some(_)) => {
+            return Err(UsageError("--preset: only `simulate reach` has presets".to_string()).into());
+        }
     };
     rec.write(&a.out).with_context(|| format!("writing simulated session to {}", a.out.display()))?;
     info!(path = %a.out.display(), bins = rec.n_bins(), channels = rec.n_channels(), behavior_dims = rec.n_behavior(), "Simulated session written.");

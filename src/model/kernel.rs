@@ -235,24 +235,21 @@ impl StepKernel {
     }
 
     fn ftn_update(&mut self, out: &mut [f32]) {
+        self.ftn_advance();
+        self.write_output(out);
+    }
+
+    /// `zhat_t = c1 g(X_t) + c2 zhat_{t-1}` with `X_t` from the preprocessor.
+    fn ftn_advance(&mut self) {
         self.pre.stacked_into(&mut self.xin);
         mlp_forward(&self.ftn, self.model.spec.activation, &self.xin, &mut self.u, &mut self.sa, &mut self.sb);
         for (z, u) in self.z.iter_mut().zip(&self.u) {
             *z = self.c1 * u + self.c2 * *z;
         }
-        self.write_output(out);
     }
 
     fn write_output(&self, out: &mut [f32]) {
-        let st = &self.model.stats;
-        match self.model.spec.mode {
-            Mode::Decoding => {
-                for j in 0..self.z.len() {
-                    out[j] = self.z[j] * st.y_std[j] + st.y_mean[j];
-                }
-            }
-            Mode::Latent => out[..self.z.len()].copy_from_slice(&self.z),
-        }
+        write_output(&self.model, &self.z, out);
     }
 
     /// One observed bin (`channels` raw values) → `out` (`out_dim` values, behaviour units).
@@ -303,6 +300,66 @@ impl StepKernel {
     pub fn forecast_next(&mut self, out: &mut [f32]) {
         self.predict_x();
         out.copy_from_slice(&self.xpred);
+    }
+
+    /// The kernel's one-step prediction of the output (behaviour units in
+    /// decoding mode): what [`Self::step_missing`] would publish for the next
+    /// bin, `c1 g([xhat_{t+1}, x_t, …]) + c2 zhat_t` with `xhat_{t+1}` from
+    /// [`Self::forecast_next`], computed without advancing the state.
+    pub fn forecast_output_next(&mut self, out: &mut [f32]) {
+        self.predict_x();
+        self.pre.stacked_into(&mut self.xin);
+        let c = self.model.spec.channels;
+        let n = self.xin.len();
+        // The prediction becomes the newest slot; the older lags shift by one.
+        self.xin.copy_within(0..n - c, c);
+        self.xin[..c].copy_from_slice(&self.xpred);
+        mlp_forward(&self.ftn, self.model.spec.activation, &self.xin, &mut self.u, &mut self.sa, &mut self.sb);
+        for ((o, z), u) in out.iter_mut().zip(&self.z).zip(&self.u) {
+            *o = self.c1 * u + self.c2 * z;
+        }
+        let dz = self.z.len();
+        scale_output(&self.model, &mut out[..dz]);
+    }
+
+    /// One step of the generative process (MODEL.md, "Generative process"):
+    /// `x_t = cx f(zhat_{t-1}) + sigma_x eps_x` enters the history as an
+    /// imputed bin, then `zhat_t = c1 g(X_t) + c2 zhat_{t-1} + sigma_z eps_z`.
+    /// Writes `x_t` (normalised, `channels` values) to `x_out` and the output
+    /// (behaviour units in decoding mode) to `out`.
+    pub fn step_generate(&mut self, eps_x: &[f32], eps_z: &[f32], x_out: &mut [f32], out: &mut [f32]) {
+        self.predict_x();
+        let sx = self.model.spec.sigma_x;
+        self.xpred.iter_mut().zip(eps_x).for_each(|(x, e)| *x += sx * e);
+        self.pre.push_imputed(&self.xpred);
+        x_out.copy_from_slice(&self.xpred);
+        self.ftn_advance();
+        let sz = self.model.spec.sigma_z;
+        self.z.iter_mut().zip(eps_z).for_each(|(z, e)| *z += sz * e);
+        self.write_output(out);
+    }
+
+    /// Copies the streaming state (latent and preprocessing history) of
+    /// `other`, a kernel of the same model, into this one.
+    pub fn copy_state_from(&mut self, other: &StepKernel) {
+        self.z.copy_from_slice(&other.z);
+        self.pre.copy_state_from(&other.pre);
+        self.last_error = other.last_error;
+    }
+}
+
+/// `zhat` in output units: de-normalised behaviour (decoding) or as is (latent).
+fn write_output(model: &Model, z: &[f32], out: &mut [f32]) {
+    out[..z.len()].copy_from_slice(z);
+    scale_output(model, &mut out[..z.len()]);
+}
+
+fn scale_output(model: &Model, v: &mut [f32]) {
+    if model.spec.mode == Mode::Decoding {
+        let st = &model.stats;
+        for (j, x) in v.iter_mut().enumerate() {
+            *x = *x * st.y_std[j] + st.y_mean[j];
+        }
     }
 }
 

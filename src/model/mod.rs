@@ -11,12 +11,16 @@
 //! - [`net`]: the candle networks, batched trajectory forward and loss.
 //! - [`train`]: the training loop (AdamW, clipping, early stopping).
 //! - [`kernel`]: the allocation-free per-bin update used by `eval` and the daemon.
+//! - [`forecast`]: k-bin-ahead forecasts and decoding with missing bins (offline, via the kernel).
+//! - [`sample`]: drawing trajectories from the generative process.
 //! - [`file`]: model files (safetensors weights + JSON metadata).
 
 pub mod file;
+pub mod forecast;
 pub mod kernel;
 pub mod net;
 pub mod preprocess;
+pub mod sample;
 pub mod spec;
 pub mod train;
 pub mod weights;

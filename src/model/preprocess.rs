@@ -158,6 +158,18 @@ impl Preprocessor {
         self.stack_pos = 0;
     }
 
+    /// Takes over the history of `other`, a preprocessor built from the same
+    /// spec and statistics (no allocation).
+    pub fn copy_state_from(&mut self, other: &Preprocessor) {
+        self.ema.copy_from_slice(&other.ema);
+        self.started = other.started;
+        self.raw_ring.copy_from_slice(&other.raw_ring);
+        self.raw_pos = other.raw_pos;
+        self.raw_filled = other.raw_filled;
+        self.stack.copy_from_slice(&other.stack);
+        self.stack_pos = other.stack_pos;
+    }
+
     fn advance_stack(&mut self) -> &mut [f32] {
         self.stack_pos = (self.stack_pos + 1) % self.depth;
         let c = self.channels;

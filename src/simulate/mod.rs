@@ -1,8 +1,12 @@
 //! Seeded, deterministic synthetic sessions for demos, tests and benchmarks.
 //!
-//! Owns two generators that return ordinary [`Recording`]s (20 ms bins,
+//! Owns the generators that return ordinary [`Recording`]s (20 ms bins,
 //! timestamps = bin index × bin width, `behavior_valid = None`):
-//! - [`simulate_reach`]: random-target reaching with bell-shaped
+//! - [`simulate_reach_realistic`] (`realistic.rs`, the default `reach`
+//!   preset): heterogeneous lags and tuning widths, position/speed/velocity
+//!   tuning, untuned and bursty neurons, slow baseline drift and
+//!   over-dispersed (negative binomial) counts; see that module.
+//! - [`simulate_reach`] (the `simple` preset): random-target reaching with bell-shaped
 //!   (minimum-jerk) velocity profiles; Poisson neurons with an exponential
 //!   link, cosine tuning to hand velocity plus speed tuning, and a per-neuron
 //!   lead of 60–100 ms (the rate at bin `t` depends on the velocity at
@@ -21,6 +25,10 @@ use crate::matrix::Matrix;
 use crate::recording::Recording;
 use crate::rng::Rng;
 
+mod realistic;
+
+pub use realistic::simulate_reach_realistic;
+
 /// Bin width of every simulated session, in seconds.
 pub const SIM_BIN_SECONDS: f64 = 0.02;
 
@@ -37,6 +45,23 @@ pub struct SimParams {
     pub array_seed: u64,
     /// Number of neurons (spike channels); at least one is simulated.
     pub channels: usize,
+}
+
+/// Which reaching simulation to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReachPreset {
+    /// [`simulate_reach_realistic`]: the harder, more cortex-like session.
+    Realistic,
+    /// [`simulate_reach`]: the original preset, kept so earlier results reproduce.
+    Simple,
+}
+
+/// Runs the reaching simulation of `preset`.
+pub fn simulate_reach_preset(p: &SimParams, preset: ReachPreset) -> Recording {
+    match preset {
+        ReachPreset::Realistic => simulate_reach_realistic(p),
+        ReachPreset::Simple => simulate_reach(p),
+    }
 }
 
 impl Default for SimParams {
@@ -116,6 +141,30 @@ impl SimRng {
             let lhs = v.ln() + inv_alpha.ln() - (a / (us * us) + b).ln();
             if lhs <= -lambda + k * loglam - ln_factorial(k) {
                 return k as u64;
+            }
+        }
+    }
+}
+
+impl SimRng {
+    /// Gamma sample with the given `shape` (> 0) and unit scale:
+    /// Marsaglia–Tsang for shape ≥ 1, boosted by `U^(1/shape)` below 1.
+    fn gamma(&mut self, shape: f64) -> f64 {
+        if shape < 1.0 {
+            let u = 1.0 - self.uniform();
+            return self.gamma(shape + 1.0) * u.powf(1.0 / shape);
+        }
+        let d = shape - 1.0 / 3.0;
+        let c = 1.0 / (9.0 * d).sqrt();
+        loop {
+            let x = self.normal();
+            let v = (1.0 + c * x).powi(3);
+            if v <= 0.0 {
+                continue;
+            }
+            let u = 1.0 - self.uniform();
+            if u.ln() < 0.5 * x * x + d - d * v + d * v.ln() {
+                return d * v;
             }
         }
     }
