@@ -11,6 +11,7 @@ mod replay;
 mod serve;
 mod simulate;
 pub mod train;
+mod tune;
 
 pub use eval::{evaluate, EvalReport};
 
@@ -43,6 +44,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Simulate(a) => simulate::run(a),
         Command::Train(a) => train::run(a),
+        Command::Tune(a) => tune::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Demo(a) => demo::run(a),

@@ -9,6 +9,8 @@
 //! - [`spec`]: the architecture and constants stored with every model.
 //! - [`preprocess`]: causal preprocessing shared by training and streaming.
 //! - [`net`]: the candle networks, batched trajectory forward and loss.
+//! - [`optim`]: the fused AdamW optimiser over a flat parameter buffer.
+//! - [`search`]: the random search over training settings (`tune`).
 //! - [`train`]: the training loop (AdamW, clipping, early stopping).
 //! - [`kernel`]: the allocation-free per-bin update used by `eval` and the daemon.
 //! - [`file`]: model files (safetensors weights + JSON metadata).
@@ -16,7 +18,9 @@
 pub mod file;
 pub mod kernel;
 pub mod net;
+pub mod optim;
 pub mod preprocess;
+pub mod search;
 pub mod spec;
 pub mod train;
 pub mod weights;
