@@ -370,8 +370,32 @@ pub struct TuneArgs {
     /// Hide the progress bar.
     #[arg(long)]
     pub quiet: bool,
-    #[command(flatten)]
-    pub paths: DatasetPaths,
+    /// HDF5 path of the spike/feature dataset (as for `train`; NWB trial
+    /// filtering is not available here, `--trials` is the trial count).
+    #[arg(long, default_value = "/spikes")]
+    pub spikes_path: String,
+    /// HDF5 path of the behaviour dataset (as for `train`).
+    #[arg(long)]
+    pub behavior_path: Option<String>,
+    /// NWB files: bin width in milliseconds (default 20).
+    #[arg(long)]
+    pub bin_ms: Option<f64>,
+}
+
+impl TuneArgs {
+    /// The dataset paths, as `train` takes them.
+    pub fn paths(&self) -> DatasetPaths {
+        DatasetPaths {
+            spikes_path: self.spikes_path.clone(),
+            behavior_path: self.behavior_path.clone(),
+            bin_ms: self.bin_ms,
+            start_s: None,
+            unit_ids: Vec::new(),
+            unit_filter: None,
+            trials: false,
+            split: None,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

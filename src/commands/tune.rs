@@ -62,7 +62,7 @@ pub fn run(a: TuneArgs) -> anyhow::Result<()> {
         Some(p) => load_train_config(p)?,
         None => TrainConfig::default(),
     };
-    let data = LoadedData::read(&a.data, &read_options(&a.paths))?;
+    let data = LoadedData::read(&a.data, &read_options(&a.paths()))?;
     let sets = data.sets();
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating output directory {}", a.out.display()))?;
     let stop = Arc::new(AtomicBool::new(false));
