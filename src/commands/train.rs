@@ -25,7 +25,24 @@ struct TrainFile {
 
 /// `cfg` as a config file that [`load_train_config`] reads back unchanged.
 pub fn train_config_toml(cfg: &TrainConfig) -> anyhow::Result<String> {
-    toml::to_string(&TrainFile { train: cfg.clone() }).context("writing a training config as TOML")
+    let mut value = toml::Value::try_from(TrainFile { train: cfg.clone() }).context("writing a training config as TOML")?;
+    shortest_f32_floats(&mut value);
+    toml::to_string(&value).context("writing a training config as TOML")
+}
+
+/// Rewrites every float that is exactly an `f32` in the `f32`'s shortest
+/// decimal form (`alpha = 0.3`, not `0.30000001192092896`); it reads back as the same `f32`.
+fn shortest_f32_floats(v: &mut toml::Value) {
+    match v {
+        toml::Value::Float(f) if (*f as f32) as f64 == *f => {
+            if let Ok(short) = (*f as f32).to_string().parse::<f64>() {
+                *f = short;
+            }
+        }
+        toml::Value::Table(t) => t.iter_mut().for_each(|(_, x)| shortest_f32_floats(x)),
+        toml::Value::Array(a) => a.iter_mut().for_each(shortest_f32_floats),
+        _ => {}
+    }
 }
 
 /// Reads and validates a TOML file holding a `[train]` table.
@@ -182,4 +199,21 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         a.out.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A written config reads back as the same settings, with short floats.
+    #[test]
+    fn written_config_round_trips() {
+        let cfg = TrainConfig { alpha: 0.37, sigma_z: Some(0.123), lr: 0.00071, ..TrainConfig::default() };
+        let text = train_config_toml(&cfg).unwrap();
+        assert!(text.contains("alpha = 0.37\n"), "{text}");
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, &text).unwrap();
+        assert_eq!(load_train_config(&p).unwrap(), cfg);
+    }
 }
