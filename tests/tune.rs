@@ -19,7 +19,9 @@ fn table_without_seconds(path: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(path).unwrap();
     let seconds_col = text.lines().next().unwrap().split(',').position(|c| c == "seconds").unwrap();
     text.lines()
-        .map(|l| l.split(',').enumerate().filter(|(i, _)| *i != seconds_col).map(|(_, f)| f).collect::<Vec<_>>().join(","))
+        .map(|l| {
+            l.split(',').enumerate().filter(|(i, _)| *i != seconds_col).map(|(_, f)| f).collect::<Vec<_>>().join(",")
+        })
         .collect()
 }
 
@@ -27,9 +29,25 @@ fn table_without_seconds(path: &Path) -> Vec<String> {
 fn tune_is_reproducible_and_its_config_trains() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    ok(&alternator(&["simulate", "reach", "--out", "tiny.h5", "--minutes", "1.5", "--channels", "12", "--seed", "3"], d));
+    ok(&alternator(
+        &["simulate", "reach", "--out", "tiny.h5", "--minutes", "1.5", "--channels", "12", "--seed", "3"],
+        d,
+    ));
     let tune = |out: &str| {
-        let args = ["tune", "--data", "tiny.h5", "--trials", "4", "--seed", "11", "--trial-epochs", "2", "--quiet", "--out", out];
+        let args = [
+            "tune",
+            "--data",
+            "tiny.h5",
+            "--trials",
+            "4",
+            "--seed",
+            "11",
+            "--trial-epochs",
+            "2",
+            "--quiet",
+            "--out",
+            out,
+        ];
         ok(&alternator(&args, d))
     };
     let first = tune("a");
@@ -40,10 +58,27 @@ fn tune_is_reproducible_and_its_config_trains() {
     assert_eq!(ta.len(), 5, "{ta:?}");
     assert!(ta[1..].iter().all(|l| l.contains(",done,")), "{ta:?}");
     assert_eq!(ta, tb);
-    let (ca, cb) = (std::fs::read_to_string(d.join("a/best.toml")).unwrap(), std::fs::read_to_string(d.join("b/best.toml")).unwrap());
+    let (ca, cb) = (
+        std::fs::read_to_string(d.join("a/best.toml")).unwrap(),
+        std::fs::read_to_string(d.join("b/best.toml")).unwrap(),
+    );
     assert_eq!(ca, cb);
     assert!(ca.contains("[train]"), "{ca}");
-    let trained = ok(&alternator(&["train", "--data", "tiny.h5", "--config", "a/best.toml", "--epochs", "2", "--out", "m.safetensors", "--quiet"], d));
+    let trained = ok(&alternator(
+        &[
+            "train",
+            "--data",
+            "tiny.h5",
+            "--config",
+            "a/best.toml",
+            "--epochs",
+            "2",
+            "--out",
+            "m.safetensors",
+            "--quiet",
+        ],
+        d,
+    ));
     assert!(trained.contains("trained 2 epochs"), "{trained}");
     assert!(d.join("m.safetensors").exists());
 }
@@ -58,6 +93,10 @@ fn tune_refuses_bad_flags_with_usage_errors() {
     ] {
         let out = alternator(&args, dir.path());
         assert_eq!(out.status.code(), Some(64), "{flag}");
-        assert!(String::from_utf8_lossy(&out.stderr).contains(flag), "{flag}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(flag),
+            "{flag}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

@@ -25,7 +25,8 @@ struct TrainFile {
 
 /// `cfg` as a config file that [`load_train_config`] reads back unchanged.
 pub fn train_config_toml(cfg: &TrainConfig) -> anyhow::Result<String> {
-    let mut value = toml::Value::try_from(TrainFile { train: cfg.clone() }).context("writing a training config as TOML")?;
+    let mut value =
+        toml::Value::try_from(TrainFile { train: cfg.clone() }).context("writing a training config as TOML")?;
     shortest_f32_floats(&mut value);
     toml::to_string(&value).context("writing a training config as TOML")
 }

@@ -344,8 +344,8 @@ mod tests {
     fn fast_tanh_op_matches_tanh_and_its_gradient() {
         let data: Vec<f32> = (0..401).map(|i| (i as f32 - 200.0) * 0.03).collect();
         let x = Var::from_tensor(&Tensor::from_vec(data, (401,), &Device::Cpu).unwrap()).unwrap();
-        let w = Tensor::from_vec((0..401).map(|i| (i % 7) as f32 - 3.0).collect::<Vec<_>>(), (401,), &Device::Cpu)
-            .unwrap();
+        let w =
+            Tensor::from_vec((0..401).map(|i| (i % 7) as f32 - 3.0).collect::<Vec<_>>(), (401,), &Device::Cpu).unwrap();
         let fast = x.as_tensor().apply_op1(FastTanh).unwrap();
         let exact = x.as_tensor().tanh().unwrap();
         assert!(max_abs_diff(&fast, &exact) < 2e-6);

@@ -196,8 +196,8 @@ mod tests {
         let mut rng = Rng::new(4);
         let w = rand_var(&mut rng, &[7, 5]);
         let b = rand_var(&mut rng, &[5]);
-        let a = Tensor::from_vec((0..35).map(|_| rng.normal() as f32).collect::<Vec<_>>(), (7, 5), &Device::Cpu)
-            .unwrap();
+        let a =
+            Tensor::from_vec((0..35).map(|_| rng.normal() as f32).collect::<Vec<_>>(), (7, 5), &Device::Cpu).unwrap();
         let (w2, b2) = (copy_var(&w), copy_var(&b));
         let ours = vec![w, b];
         let theirs = vec![w2, b2];

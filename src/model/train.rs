@@ -286,7 +286,8 @@ pub fn train_with(
     for epoch in 1..=cfg.max_epochs {
         let t0 = Instant::now();
         last_loss = run_epoch(&data, &net, &mut opt, cfg, run, epoch, &mut rng)?;
-        let model = Model { spec: spec.clone(), stats: data.stats.clone(), ftn: net.ftn.export()?, otn: net.otn.export()? };
+        let model =
+            Model { spec: spec.clone(), stats: data.stats.clone(), ftn: net.ftn.export()?, otn: net.otn.export()? };
         let (val_r2, val_x_mse) = score_tails(&model, sets, &data.splits, true);
         let val_r2_mean = crate::metrics::mean(&val_r2);
         let score = match cfg.mode {
@@ -302,7 +303,8 @@ pub fn train_with(
             val_x_mse,
             seconds: t0.elapsed().as_secs_f64(),
         });
-        let improved = score.is_finite() && best.as_ref().map(|b| !b.score.is_finite() || score > b.score).unwrap_or(true);
+        let improved =
+            score.is_finite() && best.as_ref().map(|b| !b.score.is_finite() || score > b.score).unwrap_or(true);
         if improved || best.is_none() {
             best = Some(BestEpoch { score, epoch, model, val_r2, val_x_mse });
             since_best = 0;
@@ -499,11 +501,10 @@ fn make_shards(
     rng: &mut Rng,
 ) -> Result<Vec<Batch>, candle_core::Error> {
     let (t, spec) = (data.window, &data.spec);
-    let labelled: usize = chunk.iter().map(|&(fi, s)| data.recs[fi].mask[s..s + t].iter().filter(|&&m| m).count()).sum();
-    let norm = LossNorm {
-        x_elems: (chunk.len() * t * spec.channels) as f64,
-        z_elems: (labelled.max(1) * spec.dz) as f64,
-    };
+    let labelled: usize =
+        chunk.iter().map(|&(fi, s)| data.recs[fi].mask[s..s + t].iter().filter(|&&m| m).count()).sum();
+    let norm =
+        LossNorm { x_elems: (chunk.len() * t * spec.channels) as f64, z_elems: (labelled.max(1) * spec.dz) as f64 };
     let per = chunk.len().div_ceil(SHARDS);
     chunk.chunks(per).map(|c| make_batch(&data.recs, c, t, spec, cfg, rng, norm, &Device::Cpu)).collect()
 }
