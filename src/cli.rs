@@ -19,6 +19,8 @@ pub enum Command {
     Simulate(SimulateArgs),
     /// Train an alternator model from HDF5 recordings.
     Train(TrainArgs),
+    /// Seeded random search over architecture and model constants, scored on validation tails.
+    Tune(TuneArgs),
     /// Decode a recording causally and compare with Wiener and Kalman decoders.
     Eval(EvalArgs),
     /// Draw a trajectory from a model's generative process, written as a recording.
@@ -363,11 +365,72 @@ pub struct TrainArgs {
     /// Maximum epochs (overrides the config).
     #[arg(long)]
     pub epochs: Option<usize>,
+    /// Threads (default: every core; the result does not depend on it).
+    #[arg(long)]
+    pub threads: Option<usize>,
     /// Hide the progress bar.
     #[arg(long)]
     pub quiet: bool,
     #[command(flatten)]
     pub paths: DatasetPaths,
+}
+
+#[derive(Debug, Args)]
+pub struct TuneArgs {
+    /// Training recordings (HDF5 sessions or NWB files); each one's last
+    /// `val_fraction` scores the trials. Never pass the test data.
+    #[arg(long, required = true, num_args = 1..)]
+    pub data: Vec<PathBuf>,
+    /// Number of trials (trial 0 is the base config).
+    #[arg(long)]
+    pub trials: usize,
+    /// Search seed (trial configurations); training itself uses the base config's seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output directory: best.toml (for `train --config`) and trials.csv.
+    #[arg(long, default_value = "tune-out")]
+    pub out: PathBuf,
+    /// Base config (TOML with a [train] table); its unsearched fields are kept.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Maximum epochs per trial (patience: a quarter of it, at least 3).
+    #[arg(long, default_value_t = 30)]
+    pub trial_epochs: usize,
+    /// Wall-clock bound per trial in seconds.
+    #[arg(long)]
+    pub trial_seconds: Option<f64>,
+    /// Threads per trial (default: every core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Hide the progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+    /// HDF5 path of the spike/feature dataset (as for `train`; NWB trial
+    /// filtering is not available here, `--trials` is the trial count).
+    #[arg(long, default_value = "/spikes")]
+    pub spikes_path: String,
+    /// HDF5 path of the behaviour dataset (as for `train`).
+    #[arg(long)]
+    pub behavior_path: Option<String>,
+    /// NWB files: bin width in milliseconds (default 20).
+    #[arg(long)]
+    pub bin_ms: Option<f64>,
+}
+
+impl TuneArgs {
+    /// The dataset paths, as `train` takes them.
+    pub fn paths(&self) -> DatasetPaths {
+        DatasetPaths {
+            spikes_path: self.spikes_path.clone(),
+            behavior_path: self.behavior_path.clone(),
+            bin_ms: self.bin_ms,
+            start_s: None,
+            unit_ids: Vec::new(),
+            unit_filter: None,
+            trials: false,
+            split: None,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

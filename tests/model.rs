@@ -303,3 +303,25 @@ fn training_can_be_cancelled() {
     );
     assert!(matches!(r, Err(TrainError::Cancelled)), "{:?}", r.err());
 }
+
+/// Shards run on one thread or on several: the trained model is the same, bit for bit.
+#[test]
+fn training_result_does_not_depend_on_the_thread_count() {
+    use alternator::model::train::{train_with, RunOptions};
+    let (x, y) = toy(1200, 10, 4);
+    let cfg = TrainConfig {
+        ftn_hidden: vec![16],
+        otn_hidden: vec![8],
+        window_bins: 50,
+        batch_size: 5,
+        max_epochs: 3,
+        ..TrainConfig::default()
+    };
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let sets = [TrainSet { spikes: &x, behavior: Some(&y), behavior_valid: None }];
+    let one = train_with(&sets, &cfg, &RunOptions { threads: 1, cancel: &cancel }, &mut |_| {}).unwrap();
+    let two = train_with(&sets, &cfg, &RunOptions { threads: 2, cancel: &cancel }, &mut |_| {}).unwrap();
+    assert!(one.model == two.model);
+    assert_eq!(one.report.val_r2, two.report.val_r2);
+    assert!(one.report.val_r2_mean > 0.0, "{:?}", one.report);
+}

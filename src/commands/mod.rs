@@ -13,6 +13,7 @@ mod sample;
 mod serve;
 mod simulate;
 pub mod train;
+mod tune;
 
 pub use eval::{evaluate, DecoderScore, EvalReport};
 
@@ -45,6 +46,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Simulate(a) => simulate::run(a),
         Command::Train(a) => train::run(a),
+        Command::Tune(a) => tune::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Sample(a) => sample::run(a),
         Command::Serve(a) => serve::run(a),

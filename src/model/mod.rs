@@ -9,6 +9,8 @@
 //! - [`spec`]: the architecture and constants stored with every model.
 //! - [`preprocess`]: causal preprocessing shared by training and streaming.
 //! - [`net`]: the candle networks, batched trajectory forward and loss.
+//! - [`optim`]: the fused AdamW optimiser over a flat parameter buffer.
+//! - [`search`]: the random search over training settings (`tune`).
 //! - [`train`]: the training loop (AdamW, clipping, early stopping).
 //! - [`kernel`]: the allocation-free per-bin update used by `eval` and the daemon.
 //! - [`forecast`]: k-bin-ahead forecasts and decoding with missing bins (offline, via the kernel).
@@ -19,8 +21,10 @@ pub mod file;
 pub mod forecast;
 pub mod kernel;
 pub mod net;
+pub mod optim;
 pub mod preprocess;
 pub mod sample;
+pub mod search;
 pub mod spec;
 pub mod train;
 pub mod weights;

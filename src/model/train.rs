@@ -9,12 +9,13 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use serde::{Deserialize, Serialize};
 
 use super::kernel::StepKernel;
-use super::net::{AlternatorNet, Batch, LossWeights};
+use super::net::{AlternatorNet, Batch, LossNorm, LossWeights};
+use super::optim::{AdamWConfig, FusedAdamW};
 use super::preprocess::{preprocess_matrix, LabelledBehavior, NormStats};
 use super::spec::{constant_problems, Activation, Mode, ModelSpec, Smoothing};
 use super::weights::Model;
@@ -227,6 +228,21 @@ struct Prepared {
     train_end: usize,
 }
 
+/// How a training run executes: not part of the model's configuration, and
+/// without influence on its result (the same seed gives the same model with
+/// any thread count).
+pub struct RunOptions<'a> {
+    /// Threads computing the shards of each batch (1 = the calling thread only).
+    pub threads: usize,
+    /// Set to give up with [`TrainError::Cancelled`] (checked before every batch).
+    pub cancel: &'a AtomicBool,
+}
+
+/// Each batch is split into this many shards whose gradients are summed; the
+/// shards run on up to [`RunOptions::threads`] threads. The split is fixed so
+/// that the result does not depend on the thread count.
+const SHARDS: usize = 2;
+
 /// Trains an alternator on `sets` with `cfg`. `progress` is called after
 /// every epoch (CLI progress bar, daemon log line).
 pub fn train(
@@ -239,13 +255,108 @@ pub fn train(
 
 /// [`train`] that gives up with [`TrainError::Cancelled`] soon after
 /// `cancel` is set (checked before every batch), so a daemon can shut down
-/// without waiting for a retraining run to finish.
+/// without waiting for a retraining run to finish. Runs on the calling thread only.
 pub fn train_cancellable(
     sets: &[TrainSet<'_>],
     cfg: &TrainConfig,
     progress: &mut dyn FnMut(&EpochInfo),
     cancel: &AtomicBool,
 ) -> Result<TrainOutcome, TrainError> {
+    train_with(sets, cfg, &RunOptions { threads: 1, cancel }, progress)
+}
+
+/// [`train_cancellable`] with the batch shards spread over `run.threads` threads.
+pub fn train_with(
+    sets: &[TrainSet<'_>],
+    cfg: &TrainConfig,
+    run: &RunOptions<'_>,
+    progress: &mut dyn FnMut(&EpochInfo),
+) -> Result<TrainOutcome, TrainError> {
+    let spec = check_inputs(sets, cfg)?;
+    let data = prepare(sets, cfg, &spec)?;
+    let dev = Device::Cpu;
+    let net = AlternatorNet::init(&spec, cfg.seed, &dev)?;
+    let mut opt = FusedAdamW::new(net.vars(), AdamWConfig::new(cfg.lr, cfg.weight_decay))?;
+    let mut rng = Rng::new(cfg.seed.wrapping_add(0x5eed));
+    let started = Instant::now();
+    let mut best: Option<BestEpoch> = None;
+    let mut since_best = 0;
+    let mut epochs_run = 0;
+    let mut last_loss = f64::NAN;
+    for epoch in 1..=cfg.max_epochs {
+        let t0 = Instant::now();
+        last_loss = run_epoch(&data, &net, &mut opt, cfg, run, epoch, &mut rng)?;
+        let model =
+            Model { spec: spec.clone(), stats: data.stats.clone(), ftn: net.ftn.export()?, otn: net.otn.export()? };
+        let (val_r2, val_x_mse) = score_tails(&model, sets, &data.splits, true);
+        let val_r2_mean = crate::metrics::mean(&val_r2);
+        let score = match cfg.mode {
+            Mode::Decoding => val_r2_mean,
+            Mode::Latent => -val_x_mse,
+        };
+        epochs_run = epoch;
+        progress(&EpochInfo {
+            epoch,
+            max_epochs: cfg.max_epochs,
+            train_loss: last_loss,
+            val_r2: val_r2_mean,
+            val_x_mse,
+            seconds: t0.elapsed().as_secs_f64(),
+        });
+        let improved =
+            score.is_finite() && best.as_ref().map(|b| !b.score.is_finite() || score > b.score).unwrap_or(true);
+        if improved || best.is_none() {
+            best = Some(BestEpoch { score, epoch, model, val_r2, val_x_mse });
+            since_best = 0;
+        } else {
+            since_best += 1;
+        }
+        if since_best >= cfg.patience || cfg.max_seconds.is_some_and(|m| started.elapsed().as_secs_f64() > m) {
+            break;
+        }
+    }
+    let best = best.expect("invariant: at least one epoch ran");
+    let seconds = started.elapsed().as_secs_f64();
+    let val_r2_mean = crate::metrics::mean(&best.val_r2);
+    Ok(TrainOutcome {
+        model: best.model,
+        report: TrainReport {
+            epochs_run,
+            best_epoch: best.epoch,
+            seconds,
+            seconds_per_epoch: seconds / epochs_run.max(1) as f64,
+            train_bins: data.splits.iter().sum(),
+            val_bins: sets.iter().zip(&data.splits).map(|(s, &e)| s.spikes.rows - e).sum(),
+            val_r2: best.val_r2,
+            val_r2_mean,
+            val_x_mse: best.val_x_mse,
+            final_train_loss: last_loss,
+        },
+    })
+}
+
+/// The best epoch so far.
+struct BestEpoch {
+    score: f64,
+    epoch: usize,
+    model: Model,
+    val_r2: Vec<f64>,
+    val_x_mse: f64,
+}
+
+/// Everything derived from the recordings before the first epoch.
+struct PreparedData {
+    /// Per recording: first bin of the validation tail.
+    splits: Vec<usize>,
+    /// Bins per training window.
+    window: usize,
+    stats: NormStats,
+    recs: Vec<Prepared>,
+    spec: ModelSpec,
+}
+
+/// Checks the settings and the recordings against each other; returns the model's spec.
+fn check_inputs(sets: &[TrainSet<'_>], cfg: &TrainConfig) -> Result<ModelSpec, TrainError> {
     let errs = cfg.validate("");
     if !errs.is_empty() {
         return Err(TrainError::Config(errs));
@@ -281,8 +392,12 @@ pub fn train_cancellable(
         smoothing: cfg.smoothing,
     };
     spec.validate().map_err(TrainError::Config)?;
+    Ok(spec)
+}
 
-    // Split each recording: training head, validation tail.
+/// Splits each recording into a training head and a validation tail, fits
+/// the statistics on the heads and preprocesses every recording.
+fn prepare(sets: &[TrainSet<'_>], cfg: &TrainConfig, spec: &ModelSpec) -> Result<PreparedData, TrainError> {
     let splits: Vec<usize> =
         sets.iter().map(|s| ((s.spikes.rows as f64) * (1.0 - cfg.val_fraction)).round() as usize).collect();
     let min_train = splits.iter().copied().min().unwrap_or(0);
@@ -290,8 +405,6 @@ pub fn train_cancellable(
         return Err(TrainError::TooLittleData { needed: 20, got: min_train });
     }
     let window = cfg.window_bins.min(min_train);
-
-    // Statistics from the training parts only.
     let heads: Vec<Matrix> = sets.iter().zip(&splits).map(|(s, &e)| s.spikes.slice_rows(0, e)).collect();
     let head_refs: Vec<&Matrix> = heads.iter().collect();
     let behav_heads: Vec<Option<(Matrix, Option<Vec<bool>>)>> = sets
@@ -304,148 +417,132 @@ pub fn train_cancellable(
     } else {
         Vec::new()
     };
-    let stats = NormStats::fit(&spec, &head_refs, &behav_refs);
-
-    let prepared: Vec<Prepared> = sets
-        .iter()
-        .zip(&splits)
-        .map(|(s, &train_end)| {
-            let (x_cur, x_stack) = preprocess_matrix(&spec, &stats, s.spikes);
-            let mut mask = vec![true; s.spikes.rows];
-            let z = match (cfg.mode, s.behavior) {
-                (Mode::Decoding, Some(b)) => {
-                    let mut z = Matrix::zeros(b.rows, dz);
-                    for r in 0..b.rows {
-                        let ok = s.behavior_valid.map(|m| m[r]).unwrap_or(true);
-                        mask[r] = ok;
-                        if ok {
-                            for j in 0..dz {
-                                z.row_mut(r)[j] = (b.get(r, j) - stats.y_mean[j]) / stats.y_std[j];
-                            }
-                        }
-                    }
-                    Some(z)
-                }
-                _ => None,
-            };
-            Prepared { x_cur, x_stack, z, mask, train_end }
-        })
-        .collect();
-    if cfg.mode == Mode::Decoding && !prepared.iter().any(|p| p.mask[p.train_end..].iter().any(|&m| m)) {
+    let stats = NormStats::fit(spec, &head_refs, &behav_refs);
+    let recs: Vec<Prepared> =
+        sets.iter().zip(&splits).map(|(s, &train_end)| prepare_one(s, spec, &stats, train_end)).collect();
+    if cfg.mode == Mode::Decoding && !recs.iter().any(|p| p.mask[p.train_end..].iter().any(|&m| m)) {
         return Err(TrainError::NoLabelledValidation);
     }
+    Ok(PreparedData { splits, window, stats, recs, spec: spec.clone() })
+}
 
-    let dev = Device::Cpu;
-    let net = AlternatorNet::init(&spec, cfg.seed, &dev)?;
-    let vars = net.vars();
-    let mut opt =
-        AdamW::new(vars.clone(), ParamsAdamW { lr: cfg.lr, weight_decay: cfg.weight_decay, ..Default::default() })?;
-    let weights = LossWeights { lambda_x: cfg.lambda_x, lambda_z: cfg.lambda_z };
-    let mut rng = Rng::new(cfg.seed.wrapping_add(0x5eed));
-    let started = Instant::now();
-    let train_bins: usize = splits.iter().sum();
-    let val_bins: usize = sets.iter().zip(&splits).map(|(s, &e)| s.spikes.rows - e).sum();
-
-    let mut best: Option<(f64, usize, Model, Vec<f64>, f64)> = None;
-    let mut since_best = 0;
-    let mut epochs_run = 0;
-    let mut last_loss = f64::NAN;
-    for epoch in 1..=cfg.max_epochs {
-        let t0 = Instant::now();
-        // Window starts: a random phase, then non-overlapping windows.
-        let mut starts: Vec<(usize, usize)> = Vec::new();
-        for (fi, p) in prepared.iter().enumerate() {
-            let phase = rng.below(window);
-            let mut s = if p.train_end >= window + phase { phase } else { 0 };
-            while s + window <= p.train_end {
-                starts.push((fi, s));
-                s += window;
-            }
-        }
-        rng.shuffle(&mut starts);
-        let mut loss_sum = 0.0;
-        let mut nb = 0usize;
-        for chunk in starts.chunks(cfg.batch_size) {
-            if cancel.load(Ordering::Relaxed) {
-                return Err(TrainError::Cancelled);
-            }
-            let batch = make_batch(&prepared, chunk, window, &spec, cfg, &mut rng, &dev)?;
-            let parts = net.loss(&batch, weights)?;
-            let lv = parts.total.to_scalar::<f32>()? as f64;
-            if !lv.is_finite() {
-                return Err(TrainError::NonFinite { epoch, value: lv });
-            }
-            let mut grads = parts.total.backward()?;
-            let mut sq = 0.0f64;
-            for v in &vars {
-                if let Some(g) = grads.get(v.as_tensor()) {
-                    sq += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
-                }
-            }
-            let norm = sq.sqrt();
-            if norm > cfg.clip_norm {
-                let scale = cfg.clip_norm / norm;
-                for v in &vars {
-                    if let Some(g) = grads.remove(v.as_tensor()) {
-                        grads.insert(v.as_tensor(), (g * scale)?);
+/// Preprocessed inputs, normalised behaviour and label mask of one recording.
+fn prepare_one(s: &TrainSet<'_>, spec: &ModelSpec, stats: &NormStats, train_end: usize) -> Prepared {
+    let (x_cur, x_stack) = preprocess_matrix(spec, stats, s.spikes);
+    let mut mask = vec![true; s.spikes.rows];
+    let dz = spec.dz;
+    let z = match (spec.mode, s.behavior) {
+        (Mode::Decoding, Some(b)) => {
+            let mut z = Matrix::zeros(b.rows, dz);
+            for r in 0..b.rows {
+                let ok = s.behavior_valid.map(|m| m[r]).unwrap_or(true);
+                mask[r] = ok;
+                if ok {
+                    for j in 0..dz {
+                        z.row_mut(r)[j] = (b.get(r, j) - stats.y_mean[j]) / stats.y_std[j];
                     }
                 }
             }
-            opt.step(&grads)?;
-            loss_sum += lv;
-            nb += 1;
+            Some(z)
         }
-        last_loss = loss_sum / nb.max(1) as f64;
-        let model = Model { spec: spec.clone(), stats: stats.clone(), ftn: net.ftn.export()?, otn: net.otn.export()? };
-        let (val_r2, val_x_mse) = score_tails(&model, sets, &splits, true);
-        let val_r2_mean = crate::metrics::mean(&val_r2);
-        let score = match cfg.mode {
-            Mode::Decoding => val_r2_mean,
-            Mode::Latent => -val_x_mse,
-        };
-        epochs_run = epoch;
-        progress(&EpochInfo {
-            epoch,
-            max_epochs: cfg.max_epochs,
-            train_loss: last_loss,
-            val_r2: val_r2_mean,
-            val_x_mse,
-            seconds: t0.elapsed().as_secs_f64(),
-        });
-        let improved = score.is_finite() && best.as_ref().map(|b| !b.0.is_finite() || score > b.0).unwrap_or(true);
-        if improved || best.is_none() {
-            best = Some((score, epoch, model, val_r2, val_x_mse));
-            since_best = 0;
-        } else {
-            since_best += 1;
-        }
-        if since_best >= cfg.patience {
-            break;
-        }
-        if cfg.max_seconds.map(|m| started.elapsed().as_secs_f64() > m).unwrap_or(false) {
-            break;
-        }
-    }
-    let (_, best_epoch, model, val_r2, val_x_mse) = best.expect("invariant: at least one epoch ran");
-    let seconds = started.elapsed().as_secs_f64();
-    let val_r2_mean = crate::metrics::mean(&val_r2);
-    Ok(TrainOutcome {
-        model,
-        report: TrainReport {
-            epochs_run,
-            best_epoch,
-            seconds,
-            seconds_per_epoch: seconds / epochs_run.max(1) as f64,
-            train_bins,
-            val_bins,
-            val_r2,
-            val_r2_mean,
-            val_x_mse,
-            final_train_loss: last_loss,
-        },
-    })
+        _ => None,
+    };
+    Prepared { x_cur, x_stack, z, mask, train_end }
 }
 
+/// One pass over the training windows; returns the mean batch loss.
+fn run_epoch(
+    data: &PreparedData,
+    net: &AlternatorNet,
+    opt: &mut FusedAdamW,
+    cfg: &TrainConfig,
+    run: &RunOptions<'_>,
+    epoch: usize,
+    rng: &mut Rng,
+) -> Result<f64, TrainError> {
+    let window = data.window;
+    // Window starts: a random phase per recording, then non-overlapping windows.
+    let mut starts: Vec<(usize, usize)> = Vec::new();
+    for (fi, p) in data.recs.iter().enumerate() {
+        let phase = rng.below(window);
+        let mut s = if p.train_end >= window + phase { phase } else { 0 };
+        while s + window <= p.train_end {
+            starts.push((fi, s));
+            s += window;
+        }
+    }
+    rng.shuffle(&mut starts);
+    let weights = LossWeights { lambda_x: cfg.lambda_x, lambda_z: cfg.lambda_z };
+    let mut loss_sum = 0.0;
+    let mut nb = 0usize;
+    for chunk in starts.chunks(cfg.batch_size) {
+        if run.cancel.load(Ordering::Relaxed) {
+            return Err(TrainError::Cancelled);
+        }
+        let shards = make_shards(data, chunk, cfg, rng)?;
+        let lv = shard_gradients(net, &shards, weights, run.threads, opt)?;
+        if !lv.is_finite() {
+            return Err(TrainError::NonFinite { epoch, value: lv });
+        }
+        opt.step(Some(cfg.clip_norm))?;
+        loss_sum += lv;
+        nb += 1;
+    }
+    Ok(loss_sum / nb.max(1) as f64)
+}
+
+/// The batch of windows `chunk`, split into up to [`SHARDS`] shards whose
+/// losses are normalised by the whole batch's element counts (so the shard
+/// losses and gradients add up to the batch's).
+fn make_shards(
+    data: &PreparedData,
+    chunk: &[(usize, usize)],
+    cfg: &TrainConfig,
+    rng: &mut Rng,
+) -> Result<Vec<Batch>, candle_core::Error> {
+    let (t, spec) = (data.window, &data.spec);
+    let labelled: usize =
+        chunk.iter().map(|&(fi, s)| data.recs[fi].mask[s..s + t].iter().filter(|&&m| m).count()).sum();
+    let norm =
+        LossNorm { x_elems: (chunk.len() * t * spec.channels) as f64, z_elems: (labelled.max(1) * spec.dz) as f64 };
+    let per = chunk.len().div_ceil(SHARDS);
+    chunk.chunks(per).map(|c| make_batch(&data.recs, c, t, spec, cfg, rng, norm, &Device::Cpu)).collect()
+}
+
+/// Computes every shard's loss and gradients (on up to `threads` threads),
+/// adds the gradients into `opt` in shard order, and returns the batch loss.
+fn shard_gradients(
+    net: &AlternatorNet,
+    shards: &[Batch],
+    weights: LossWeights,
+    threads: usize,
+    opt: &mut FusedAdamW,
+) -> Result<f64, TrainError> {
+    let one = |b: &Batch| -> Result<(f64, GradStore), candle_core::Error> {
+        let parts = net.loss(b, weights)?;
+        let lv = parts.total.to_scalar::<f32>()? as f64;
+        Ok((lv, parts.total.backward()?))
+    };
+    let results: Vec<Result<(f64, GradStore), candle_core::Error>> = if threads <= 1 || shards.len() <= 1 {
+        shards.iter().map(one).collect()
+    } else {
+        std::thread::scope(|s| {
+            let rest: Vec<_> = shards[1..].iter().map(|b| s.spawn(move || one(b))).collect();
+            let mut out = vec![one(&shards[0])];
+            out.extend(rest.into_iter().map(|h| h.join().expect("invariant: a shard's thread does not panic")));
+            out
+        })
+    };
+    let mut total = 0.0;
+    for r in results {
+        let (lv, grads) = r?;
+        total += lv;
+        opt.accumulate(&grads, 1.0)?;
+    }
+    Ok(total)
+}
+
+#[allow(clippy::too_many_arguments)]
 fn make_batch(
     prepared: &[Prepared],
     chunk: &[(usize, usize)],
@@ -453,6 +550,7 @@ fn make_batch(
     spec: &ModelSpec,
     cfg: &TrainConfig,
     rng: &mut Rng,
+    norm: LossNorm,
     dev: &Device,
 ) -> Result<Batch, candle_core::Error> {
     let b = chunk.len();
@@ -483,6 +581,7 @@ fn make_batch(
         z: if has_z { Some(Tensor::from_vec(zs, (b, t, dz), dev)?) } else { None },
         z_mask: if has_z && !all_labelled { Some(Tensor::from_vec(ms, (b, t, 1), dev)?) } else { None },
         noise,
+        norm: Some(norm),
     })
 }
 
