@@ -80,7 +80,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         .iter()
         .map(|t| {
             Transport::from_name(t).ok_or_else(|| {
-                UsageError(format!("--transport {t:?}: expected protocol-v1, lsl or redis (comma-separated)"))
+                UsageError(format!("--transport {t:?}: expected protocol-v1, lsl, redis or shm (comma-separated)"))
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
