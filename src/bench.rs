@@ -220,8 +220,10 @@ pub enum Transport {
     Lsl,
     /// `XADD` to a `redis-server` started for the run → the daemon's `XREAD BLOCK`.
     Redis,
-    /// iceoryx2 publish-subscribe + event both ways (`ingest.kind = "shm"`, `[publish.shm]`).
-    Shm,
+    /// iceoryx2 publish-subscribe + event both ways (`ingest.kind = "shm"`,
+    /// `[publish.shm]`), the daemon polling this many µs before it sleeps
+    /// (`ingest.shm.spin_us`).
+    Shm { spin_us: u64 },
 }
 
 impl Transport {
@@ -230,7 +232,7 @@ impl Transport {
             "protocol-v1" => Some(Self::ProtocolV1),
             "lsl" => Some(Self::Lsl),
             "redis" => Some(Self::Redis),
-            "shm" => Some(Self::Shm),
+            "shm" => Some(Self::Shm { spin_us: 0 }),
             _ => None,
         }
     }
@@ -240,7 +242,15 @@ impl Transport {
             Self::ProtocolV1 => "protocol-v1",
             Self::Lsl => "lsl",
             Self::Redis => "redis",
-            Self::Shm => "shm",
+            Self::Shm { .. } => "shm",
+        }
+    }
+
+    /// The name with the settings that distinguish runs (`shm spin 200 µs`).
+    pub fn label(self) -> String {
+        match self {
+            Self::Shm { spin_us } if spin_us > 0 => format!("shm spin {spin_us} µs"),
+            _ => self.name().to_string(),
         }
     }
 }
@@ -304,7 +314,8 @@ impl Rig {
                 cfg.ingest.redis.dtype = "float32".into();
                 Ok(Some(server))
             }
-            Transport::Shm => {
+            Transport::Shm { spin_us } => {
+                cfg.ingest.shm.spin_us = spin_us;
                 let base = format!("alternator-bench-{}-{}", std::process::id(), monotonic_ns());
                 cfg.ingest.kind = "shm".into();
                 cfg.ingest.shm.service = format!("{base}/input");
@@ -462,7 +473,7 @@ pub fn end_to_end(
     let stop_sub = Arc::new(AtomicBool::new(false));
     let received = Arc::new(AtomicU64::new(0));
     let outputs = match transport {
-        Transport::Shm => Outputs::Shm(cfg.publish.shm.service.clone()),
+        Transport::Shm { .. } => Outputs::Shm(cfg.publish.shm.service.clone()),
         _ => Outputs::Zmq(daemon.publish_endpoint.clone()),
     };
     let subscriber = spawn_subscriber(&ctx, outputs, stop_sub.clone(), received.clone())?;
@@ -515,7 +526,7 @@ pub fn end_to_end(
     let _ = std::fs::remove_dir_all(&dir);
     let throughput = if rate_hz.is_some() { got as f64 / send_secs } else { got as f64 / done_secs.max(send_secs) };
     let mut r = result(channels, rate_hz, &h, sent, got, imputed, throughput, "end_to_end", bg_training);
-    r.transport = transport.name().into();
+    r.transport = transport.label();
     r.admin = admin_report;
     r.daemon_dropped = summary.counters.dropped_total();
     r.record_lost = summary.counters.record_lost;

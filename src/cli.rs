@@ -151,6 +151,10 @@ pub struct BenchArgs {
     /// only; outputs over the protocol-v1 socket), shm (iceoryx2 both ways).
     #[arg(long, value_delimiter = ',', default_value = "protocol-v1")]
     pub transport: Vec<String>,
+    /// With `--transport shm`: the daemon's `ingest.shm.spin_us` (poll this
+    /// many µs before sleeping on the event); a list runs shm once per value.
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    pub shm_spin_us: Vec<u64>,
     /// Also run each end-to-end rate with the admin server on, a dashboard's
     /// event stream open and /metrics scraped at 10 Hz, reported side by side.
     #[arg(long)]

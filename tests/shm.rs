@@ -85,7 +85,15 @@ fn python_rig_over_shm_gets_outputs_equal_to_offline_bit_for_bit() {
 /// `good(seq)` builds a valid frame of `channels` values.
 fn bad_bodies(channels: usize, max_bytes: usize) -> Vec<Vec<u8>> {
     let good = |seq: u64, values: &[f32]| {
-        let h = Header { version: VERSION, dtype: Dtype::F32, flags: 0, seq, t_ns: 1, channels: values.len() as u32, samples: 1 };
+        let h = Header {
+            version: VERSION,
+            dtype: Dtype::F32,
+            flags: 0,
+            seq,
+            t_ns: 1,
+            channels: values.len() as u32,
+            samples: 1,
+        };
         let mut b = Vec::new();
         encode_frame(&mut b, &h, values);
         b
@@ -117,7 +125,8 @@ fn bad_bodies(channels: usize, max_bytes: usize) -> Vec<Vec<u8>> {
 }
 
 fn good_body(seq: u64, channels: usize) -> Vec<u8> {
-    let h = Header { version: VERSION, dtype: Dtype::F32, flags: 0, seq, t_ns: 1, channels: channels as u32, samples: 1 };
+    let h =
+        Header { version: VERSION, dtype: Dtype::F32, flags: 0, seq, t_ns: 1, channels: channels as u32, samples: 1 };
     let mut b = Vec::new();
     encode_frame(&mut b, &h, &vec![0.5f32; channels]);
     b
@@ -156,7 +165,9 @@ fn counters_over_zmq(channels: usize, mf: alternator::model::ModelFile) -> Count
         for body in session {
             p.as_ref().unwrap_or(&rig.publisher).send_raw(b"spikes", body).unwrap();
         }
-        wait_until("the daemon to take every ZeroMQ frame", 10, || rig.daemon.counters.snapshot().bins_in >= GOOD_AFTER[k]);
+        wait_until("the daemon to take every ZeroMQ frame", 10, || {
+            rig.daemon.counters.snapshot().bins_in >= GOOD_AFTER[k]
+        });
     }
     rig.finish().0.counters
 }

@@ -86,7 +86,9 @@ impl Default for ShmSection {
 /// Adds a problem unless `name` is a valid iceoryx2 service name.
 pub fn check_service_name(errs: &mut Vec<String>, field: &str, name: &str) {
     if let Err(e) = ServiceName::new(name) {
-        errs.push(format!("{field}: {name:?} is not an iceoryx2 service name ({e:?}); expected e.g. \"alternator/input\""));
+        errs.push(format!(
+            "{field}: {name:?} is not an iceoryx2 service name ({e:?}); expected e.g. \"alternator/input\""
+        ));
     }
 }
 
@@ -130,7 +132,11 @@ impl ShmSection {
 }
 
 /// A node of this process (no signal handlers: the daemon owns SIGINT/SIGTERM).
+/// iceoryx2's own log lines below ERROR are off unless `IOX2_LOG_LEVEL` asks
+/// for them (it warns, for one, that it runs on its built-in default config).
 pub fn node(name: &str) -> Result<Node<ShmService>, ShmError> {
+    static LOG_LEVEL: std::sync::Once = std::sync::Once::new();
+    LOG_LEVEL.call_once(|| iceoryx2::prelude::set_log_level_from_env_or(LogLevel::Error));
     let node_name = NodeName::new(name).map_err(|e| ShmError::new("node name", name, e))?;
     NodeBuilder::new()
         .name(&node_name)
@@ -183,11 +189,8 @@ impl ShmSource {
     pub fn open(cfg: &ShmSection, channels: usize) -> Result<Self, ShmError> {
         let node = node("alternator-ingest")?;
         let spikes = subscriber(&node, &cfg.service, cfg)?;
-        let behavior = if cfg.behavior_service.is_empty() {
-            None
-        } else {
-            Some(subscriber(&node, &cfg.behavior_service, cfg)?)
-        };
+        let behavior =
+            if cfg.behavior_service.is_empty() { None } else { Some(subscriber(&node, &cfg.behavior_service, cfg)?) };
         let event = node
             .service_builder(&service_name(&cfg.service)?)
             .event()
@@ -227,7 +230,14 @@ impl ShmSource {
                     Ok(Some(sample)) => {
                         any = true;
                         let recv_at = Instant::now();
-                        on_behavior(sample.payload(), self.max_message_bytes, &mut self.row, &mut self.behavior_dims, sink, recv_at);
+                        on_behavior(
+                            sample.payload(),
+                            self.max_message_bytes,
+                            &mut self.row,
+                            &mut self.behavior_dims,
+                            sink,
+                            recv_at,
+                        );
                     }
                     Ok(None) => break,
                     Err(e) => {
