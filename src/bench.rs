@@ -293,7 +293,7 @@ enum Rig {
     Zmq(Publisher),
     Lsl(crate::ingest::lsl::ffi::Outlet),
     Redis { conn: ::redis::Connection, cmd: Vec<u8>, samples: Vec<u8>, _server: RedisServer },
-    Shm(crate::ingest::shm::ShmRig),
+    Shm(Box<crate::ingest::shm::ShmRig>),
 }
 
 impl Rig {
@@ -339,7 +339,7 @@ impl Rig {
     ) -> anyhow::Result<Rig> {
         if cfg.ingest.kind() == Some(crate::ingest::IngestKind::Shm) {
             let len = crate::wire::HEADER_LEN + 4 * channels;
-            return Ok(Rig::Shm(crate::ingest::shm::ShmRig::open(&cfg.ingest.shm.service, None, len)?));
+            return Ok(Rig::Shm(Box::new(crate::ingest::shm::ShmRig::open(&cfg.ingest.shm.service, None, len)?)));
         }
         if let Some(outlet) = lsl {
             return Ok(Rig::Lsl(outlet));
@@ -420,6 +420,7 @@ impl Rig {
 
 /// One end-to-end run over TCP loopback: input over `transport`, outputs
 /// over the protocol-v1 publish socket.
+#[allow(clippy::too_many_arguments)]
 pub fn end_to_end(
     transport: Transport,
     channels: usize,

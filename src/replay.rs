@@ -281,7 +281,8 @@ pub fn replay(
                     None => seq,
                 };
                 seq = this_seq + 1;
-                if opts.drop_every.map(|k| k > 0 && (this_seq - opts.first_seq + 1) % k == 0).unwrap_or(false) {
+                if opts.drop_every.map(|k| k > 0 && (this_seq - opts.first_seq + 1).is_multiple_of(k)).unwrap_or(false)
+                {
                     skipped += 1;
                     continue;
                 }

@@ -99,7 +99,8 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<()> {
         seqs: if a.repeat { None } else { seqs },
         ..ReplayOptions::default()
     };
-    info!(path = %a.session.display(), bins = rec.n_bins(), channels = rec.n_channels(), endpoint = %a.endpoint, "Replaying.");
+    let endpoint = shm.as_ref().map(|sv| format!("shm:{sv}")).unwrap_or_else(|| a.endpoint.clone());
+    info!(path = %a.session.display(), bins = rec.n_bins(), channels = rec.n_channels(), endpoint = %endpoint, "Replaying.");
     let r = replay(sender.as_mut(), &rec, &opts, &stop)?;
     // Give libzmq time to flush the last frames before the socket closes
     // (and the daemon time to take the last shm samples before the rig's
