@@ -27,7 +27,7 @@ fn admin(c: &mut Criterion) {
         b.iter(|| {
             seq += 1;
             tx.offer(FeedKind::Decoded, black_box(seq), &out);
-            if seq % 1024 == 0 {
+            if seq.is_multiple_of(1024) {
                 while rx.rx.try_recv().is_ok() {}
             }
         })

@@ -7,7 +7,8 @@
 # files, nwbinspector checks exported NWB files), redis-server and redis-py
 # (the Redis/BRAND source tests) and pylsl (the LSL tests; its wheel also
 # ships the liblsl the daemon loads at run time), prometheus-client (parses the
-# admin server's /metrics) and headless Chromium (the dashboard test).
+# admin server's /metrics), headless Chromium (the dashboard test) and
+# iceoryx2 (the shared-memory rig; same version as the Rust crate in Cargo.toml).
 set -euo pipefail
 
 SUDO=""
@@ -51,4 +52,11 @@ if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
     echo "setup: installing the Prometheus client (parses /metrics in the admin tests)" >&2
     python3 -m pip install --quiet --disable-pip-version-check prometheus-client 2>/dev/null \
         || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages prometheus-client
+fi
+
+# The shared-memory rig (tests/shm_rig.py) must match the daemon's iceoryx2 crate version.
+if ! python3 -c 'import importlib.metadata as m, sys; sys.exit(m.version("iceoryx2") != "0.10.0")' >/dev/null 2>&1; then
+    echo "setup: installing the shared-memory test client (iceoryx2==0.10.0)" >&2
+    python3 -m pip install --quiet --disable-pip-version-check iceoryx2==0.10.0 2>/dev/null \
+        || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages iceoryx2==0.10.0
 fi

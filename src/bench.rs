@@ -1,6 +1,7 @@
 //! End-to-end latency benchmark: a daemon on its own threads, a rig-like
 //! replayer and an output subscriber in this process, connected over real
-//! TCP loopback sockets. Latency is send (replayer `t_ns`) → receipt of the
+//! TCP loopback sockets (or the real transport under test: LSL, Redis,
+//! iceoryx2 shared memory). Latency is send (replayer `t_ns`) → receipt of the
 //! decoded output, per bin, in an HDR histogram; the compute-only mode times
 //! the decode step alone. Synthetic models and streams are generated on the
 //! fly, so the benchmark needs no files.
@@ -206,8 +207,10 @@ pub fn background_training(
 const MAX_IN_FLIGHT: u64 = 256;
 
 /// How the rig side delivers bins to the daemon (`alternator bench --transport`).
-/// Outputs are always received on the protocol-v1 ZeroMQ socket, so the
-/// transports differ only in the input hop.
+/// Outputs are received on the protocol-v1 ZeroMQ socket, so these
+/// transports differ only in the input hop — except shared memory, whose
+/// outputs come back over shared memory too (`[publish.shm]`): a rig on the
+/// same machine uses it both ways.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Transport {
@@ -217,6 +220,10 @@ pub enum Transport {
     Lsl,
     /// `XADD` to a `redis-server` started for the run → the daemon's `XREAD BLOCK`.
     Redis,
+    /// iceoryx2 publish-subscribe + event both ways (`ingest.kind = "shm"`,
+    /// `[publish.shm]`), the daemon polling this many µs before it sleeps
+    /// (`ingest.shm.spin_us`).
+    Shm { spin_us: u64 },
 }
 
 impl Transport {
@@ -225,6 +232,7 @@ impl Transport {
             "protocol-v1" => Some(Self::ProtocolV1),
             "lsl" => Some(Self::Lsl),
             "redis" => Some(Self::Redis),
+            "shm" => Some(Self::Shm { spin_us: 0 }),
             _ => None,
         }
     }
@@ -234,6 +242,15 @@ impl Transport {
             Self::ProtocolV1 => "protocol-v1",
             Self::Lsl => "lsl",
             Self::Redis => "redis",
+            Self::Shm { .. } => "shm",
+        }
+    }
+
+    /// The name with the settings that distinguish runs (`shm spin 200 µs`).
+    pub fn label(self) -> String {
+        match self {
+            Self::Shm { spin_us } if spin_us > 0 => format!("shm spin {spin_us} µs"),
+            _ => self.name().to_string(),
         }
     }
 }
@@ -276,6 +293,7 @@ enum Rig {
     Zmq(Publisher),
     Lsl(crate::ingest::lsl::ffi::Outlet),
     Redis { conn: ::redis::Connection, cmd: Vec<u8>, samples: Vec<u8>, _server: RedisServer },
+    Shm(Box<crate::ingest::shm::ShmRig>),
 }
 
 impl Rig {
@@ -296,6 +314,16 @@ impl Rig {
                 cfg.ingest.redis.dtype = "float32".into();
                 Ok(Some(server))
             }
+            Transport::Shm { spin_us } => {
+                cfg.ingest.shm.spin_us = spin_us;
+                let base = format!("alternator-bench-{}-{}", std::process::id(), monotonic_ns());
+                cfg.ingest.kind = "shm".into();
+                cfg.ingest.shm.service = format!("{base}/input");
+                cfg.ingest.shm.behavior_service = String::new();
+                cfg.publish.shm.enabled = true;
+                cfg.publish.shm.service = format!("{base}/decoded");
+                Ok(None)
+            }
         }
     }
 
@@ -304,10 +332,15 @@ impl Rig {
     fn open(
         ctx: &zmq::Context,
         daemon: &Daemon,
+        cfg: &ServeConfig,
         server: Option<RedisServer>,
         lsl: Option<crate::ingest::lsl::ffi::Outlet>,
         channels: usize,
     ) -> anyhow::Result<Rig> {
+        if cfg.ingest.kind() == Some(crate::ingest::IngestKind::Shm) {
+            let len = crate::wire::HEADER_LEN + 4 * channels;
+            return Ok(Rig::Shm(Box::new(crate::ingest::shm::ShmRig::open(&cfg.ingest.shm.service, None, len)?)));
+        }
         if let Some(outlet) = lsl {
             return Ok(Rig::Lsl(outlet));
         }
@@ -343,6 +376,18 @@ impl Rig {
         match self {
             Rig::Zmq(p) => p.send("spikes", Dtype::F32, seq, t_ns, row.len() as u32, row)?,
             Rig::Lsl(o) => anyhow::ensure!(o.push(row, t_ns as f64 * 1e-9), "LSL push refused"),
+            Rig::Shm(r) => {
+                let h = crate::wire::Header {
+                    version: crate::wire::VERSION,
+                    dtype: Dtype::F32,
+                    flags: 0,
+                    seq,
+                    t_ns,
+                    channels: row.len() as u32,
+                    samples: 1,
+                };
+                r.send(false, &h, row)?
+            }
             Rig::Redis { conn, cmd, samples, .. } => {
                 use ::redis::ConnectionLike;
                 samples.clear();
@@ -375,6 +420,7 @@ impl Rig {
 
 /// One end-to-end run over TCP loopback: input over `transport`, outputs
 /// over the protocol-v1 publish socket.
+#[allow(clippy::too_many_arguments)]
 pub fn end_to_end(
     transport: Transport,
     channels: usize,
@@ -425,42 +471,16 @@ pub fn end_to_end(
     let ctx = zmq::Context::new();
 
     // Subscriber: histogram of send → receipt, seq bookkeeping.
-    let sub = ctx.socket(zmq::SUB)?;
-    sub.set_rcvhwm(0)?;
-    sub.connect(&daemon.publish_endpoint)?;
-    sub.set_subscribe(b"")?;
-    sub.set_rcvtimeo(100)?;
     let stop_sub = Arc::new(AtomicBool::new(false));
     let received = Arc::new(AtomicU64::new(0));
-    let (stop2, recv2) = (stop_sub.clone(), received.clone());
-    let subscriber = std::thread::Builder::new().name("bench-subscriber".into()).spawn(move || {
-        let mut h = latency_histogram();
-        let mut imputed = 0u64;
-        let mut topic = zmq::Message::new();
-        let mut body = zmq::Message::new();
-        loop {
-            if sub.recv(&mut topic, 0).is_err() {
-                if stop2.load(Ordering::Relaxed) {
-                    break;
-                }
-                continue;
-            }
-            if sub.recv(&mut body, 0).is_err() {
-                continue;
-            }
-            let now = monotonic_ns();
-            if let Ok(f) = Frame::parse(&body, 1 << 20) {
-                if f.header.flags & FLAG_IMPUTED != 0 {
-                    imputed += 1;
-                } else {
-                    h.saturating_record(now.saturating_sub(f.header.t_ns).max(1));
-                }
-                recv2.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        (h, imputed)
-    })?;
-    if !daemon.counters.wait_until(Duration::from_secs(10), |c| c.subscriptions >= 1) {
+    let outputs = match transport {
+        Transport::Shm { .. } => Outputs::Shm(cfg.publish.shm.service.clone()),
+        _ => Outputs::Zmq(daemon.publish_endpoint.clone()),
+    };
+    let subscriber = spawn_subscriber(&ctx, outputs, stop_sub.clone(), received.clone())?;
+    // ZeroMQ: wait until the daemon has seen the subscription (shm ports connect at once).
+    let over_zmq = !matches!(transport, Transport::Shm { .. });
+    if over_zmq && !daemon.counters.wait_until(Duration::from_secs(10), |c| c.subscriptions >= 1) {
         anyhow::bail!("the benchmark's subscriber did not connect to {} within 10 s", daemon.publish_endpoint);
     }
 
@@ -473,7 +493,7 @@ pub fn end_to_end(
         None => None,
     };
     let data = synthetic_bins(channels, 1000, 3);
-    let mut rig = Rig::open(&ctx, &daemon, server, outlet, channels)?;
+    let mut rig = Rig::open(&ctx, &daemon, &cfg, server, outlet, channels)?;
     let start = Instant::now();
     let mut sent = 0u64;
     while start.elapsed().as_secs_f64() < seconds {
@@ -506,12 +526,12 @@ pub fn end_to_end(
     }
     let summary = daemon.shutdown();
     stop_sub.store(true, Ordering::Relaxed);
-    let (h, imputed) = subscriber.join().map_err(|_| anyhow::anyhow!("subscriber panicked"))?;
+    let (h, imputed) = subscriber.join().map_err(|_| anyhow::anyhow!("subscriber panicked"))??;
     let got = received.load(Ordering::Relaxed);
     let _ = std::fs::remove_dir_all(&dir);
     let throughput = if rate_hz.is_some() { got as f64 / send_secs } else { got as f64 / done_secs.max(send_secs) };
     let mut r = result(channels, rate_hz, &h, sent, got, imputed, throughput, "end_to_end", bg_training);
-    r.transport = transport.name().into();
+    r.transport = transport.label();
     r.admin = admin_report;
     r.daemon_dropped = summary.counters.dropped_total();
     r.record_lost = summary.counters.record_lost;
@@ -521,6 +541,107 @@ pub fn end_to_end(
     r.daemon_p999_us = summary.latency.p999_us;
     r.lost = sent.saturating_sub(summary.counters.bins_in).max(sent.saturating_sub(got.saturating_sub(imputed)));
     Ok(r)
+}
+
+/// Where the bench subscriber reads decoded frames.
+enum Outputs {
+    /// The daemon's protocol-v1 PUB socket.
+    Zmq(String),
+    /// The daemon's shm output service (sleeping on its event between frames).
+    Shm(String),
+}
+
+/// Per decoded frame: latency of observed bins (send `t_ns` → now), count of imputed ones.
+struct Tally {
+    h: Histogram<u64>,
+    imputed: u64,
+    received: Arc<AtomicU64>,
+}
+
+impl Tally {
+    fn frame(&mut self, body: &[u8]) {
+        let now = monotonic_ns();
+        if let Ok(f) = Frame::parse(body, 1 << 20) {
+            if f.header.flags & FLAG_IMPUTED != 0 {
+                self.imputed += 1;
+            } else {
+                self.h.saturating_record(now.saturating_sub(f.header.t_ns).max(1));
+            }
+            self.received.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+type SubscriberHandle = std::thread::JoinHandle<anyhow::Result<(Histogram<u64>, u64)>>;
+
+fn spawn_subscriber(
+    ctx: &zmq::Context,
+    outputs: Outputs,
+    stop: Arc<AtomicBool>,
+    received: Arc<AtomicU64>,
+) -> anyhow::Result<SubscriberHandle> {
+    let mut tally = Tally { h: latency_histogram(), imputed: 0, received };
+    let sub = match &outputs {
+        Outputs::Zmq(ep) => {
+            let sub = ctx.socket(zmq::SUB)?;
+            sub.set_rcvhwm(0)?;
+            sub.connect(ep)?;
+            sub.set_subscribe(b"")?;
+            sub.set_rcvtimeo(100)?;
+            Some(sub)
+        }
+        Outputs::Shm(_) => None,
+    };
+    Ok(std::thread::Builder::new().name("bench-subscriber".into()).spawn(move || {
+        match outputs {
+            Outputs::Zmq(_) => {
+                let sub = sub.expect("invariant: ZeroMQ outputs have a socket");
+                let mut topic = zmq::Message::new();
+                let mut body = zmq::Message::new();
+                loop {
+                    if sub.recv(&mut topic, 0).is_err() {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        continue;
+                    }
+                    if sub.recv(&mut body, 0).is_ok() {
+                        tally.frame(&body);
+                    }
+                }
+            }
+            Outputs::Shm(service) => {
+                use crate::ingest::shm::{node, service_name};
+                let node = node("alternator-bench-subscriber")?;
+                let name = service_name(&service)?;
+                let sub = node
+                    .service_builder(&name)
+                    .publish_subscribe::<[u8]>()
+                    .open()
+                    .map_err(|e| anyhow::anyhow!("opening shm service {service}: {e:?}"))?
+                    .subscriber_builder()
+                    .create()
+                    .map_err(|e| anyhow::anyhow!("shm subscriber on {service}: {e:?}"))?;
+                let listener = node
+                    .service_builder(&name)
+                    .event()
+                    .open()
+                    .map_err(|e| anyhow::anyhow!("opening shm event {service}: {e:?}"))?
+                    .listener_builder()
+                    .create()
+                    .map_err(|e| anyhow::anyhow!("shm listener on {service}: {e:?}"))?;
+                while !stop.load(Ordering::Relaxed) {
+                    while let Some(sample) = sub.receive().map_err(|e| anyhow::anyhow!("shm receive: {e:?}"))? {
+                        tally.frame(sample.payload());
+                    }
+                    listener
+                        .timed_wait(|_| {}, Duration::from_millis(100))
+                        .map_err(|e| anyhow::anyhow!("shm listener wait: {e:?}"))?;
+                }
+            }
+        }
+        Ok((tally.h, tally.imputed))
+    })?)
 }
 
 fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {

@@ -154,10 +154,14 @@ pub struct BenchArgs {
     /// Pin the daemon's threads to core 1 and the rig side to core 0.
     #[arg(long)]
     pub pin: bool,
-    /// Input transports to measure side by side: protocol-v1, lsl, redis
-    /// (outputs always over the protocol-v1 socket).
+    /// Transports to measure side by side: protocol-v1, lsl, redis (input
+    /// only; outputs over the protocol-v1 socket), shm (iceoryx2 both ways).
     #[arg(long, value_delimiter = ',', default_value = "protocol-v1")]
     pub transport: Vec<String>,
+    /// With `--transport shm`: the daemon's `ingest.shm.spin_us` (poll this
+    /// many µs before sleeping on the event); a list runs shm once per value.
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    pub shm_spin_us: Vec<u64>,
     /// Also run each end-to-end rate with the admin server on, a dashboard's
     /// event stream open and /metrics scraped at 10 Hz, reported side by side.
     #[arg(long)]
@@ -222,9 +226,16 @@ pub struct DemoArgs {
 pub struct ReplayArgs {
     /// Session file (HDF5 session or NWB file) to publish.
     pub session: PathBuf,
-    /// Daemon ingest endpoint to connect to.
+    /// Daemon ingest endpoint to connect to (`shm:SERVICE` selects shared memory).
     #[arg(long, default_value = "tcp://127.0.0.1:5555")]
     pub endpoint: String,
+    /// `protocol-v1` (ZeroMQ) or `shm` (iceoryx2 shared memory; the input
+    /// service is `--endpoint shm:SERVICE`, else alternator/input).
+    #[arg(long, default_value = "protocol-v1")]
+    pub transport: String,
+    /// With `--transport shm`: the daemon's behaviour service ("" = send no behaviour).
+    #[arg(long, default_value = "alternator/behavior")]
+    pub behavior_service: String,
     /// Speed relative to the recorded pace.
     #[arg(long, default_value_t = 1.0, conflicts_with = "max")]
     pub speed: f64,

@@ -1,5 +1,6 @@
 //! Publishing recordings as a rig would: protocol-v1 frames on a ZeroMQ
-//! XPUB socket, paced at the recorded rate (or scaled, or as fast as
+//! XPUB socket (or on iceoryx2 shared-memory services, [`FrameSender`] for
+//! [`crate::ingest::shm::ShmRig`]), paced at the recorded rate (or scaled, or as fast as
 //! possible). Used by `alternator replay`, the demo, the benchmark and the
 //! tests' rig.
 //!
@@ -32,6 +33,59 @@ pub enum ReplayError {
     BadSpeed(f64),
     #[error("the recording's /seq has {seqs} entries for {bins} bins")]
     SeqLength { seqs: usize, bins: usize },
+    #[error("shared memory: {0}")]
+    Shm(#[from] crate::ingest::shm::ShmError),
+}
+
+/// Where a replay's frames go: a ZeroMQ [`Publisher`] or a shared-memory rig.
+pub trait FrameSender {
+    /// Sends one frame of `samples` timesteps (`values.len() = channels × samples`);
+    /// `topic` is the ZeroMQ topic, `is_behavior` says which stream it belongs to.
+    #[allow(clippy::too_many_arguments)]
+    fn send_frame(
+        &mut self,
+        topic: &str,
+        is_behavior: bool,
+        dtype: Dtype,
+        seq: u64,
+        t_ns: u64,
+        channels: u32,
+        values: &[f32],
+    ) -> Result<(), ReplayError>;
+}
+
+impl FrameSender for Publisher {
+    fn send_frame(
+        &mut self,
+        topic: &str,
+        _is_behavior: bool,
+        dtype: Dtype,
+        seq: u64,
+        t_ns: u64,
+        channels: u32,
+        values: &[f32],
+    ) -> Result<(), ReplayError> {
+        self.send(topic, dtype, seq, t_ns, channels, values)
+    }
+}
+
+/// Over shared memory there are no topics: observations go to the input
+/// service, behaviour to the behaviour service.
+impl FrameSender for crate::ingest::shm::ShmRig {
+    fn send_frame(
+        &mut self,
+        _topic: &str,
+        is_behavior: bool,
+        dtype: Dtype,
+        seq: u64,
+        t_ns: u64,
+        channels: u32,
+        values: &[f32],
+    ) -> Result<(), ReplayError> {
+        let samples = (values.len() / channels.max(1) as usize) as u32;
+        let h = Header { version: VERSION, dtype, flags: 0, seq, t_ns, channels, samples };
+        Ok(self.send(is_behavior, &h, values)?)
+    }
 }
 
 /// How to replay.
@@ -173,6 +227,18 @@ impl Publisher {
         opts: &ReplayOptions,
         stop: &AtomicBool,
     ) -> Result<ReplayReport, ReplayError> {
+        replay(self, rec, opts, stop)
+    }
+}
+
+/// Replays `rec` into `out` with pacing; stops early when `stop` is set.
+pub fn replay(
+    out: &mut dyn FrameSender,
+    rec: &Recording,
+    opts: &ReplayOptions,
+    stop: &AtomicBool,
+) -> Result<ReplayReport, ReplayError> {
+    {
         if let Some(s) = opts.speed {
             if !(s > 0.0 && s.is_finite()) {
                 return Err(ReplayError::BadSpeed(s));
@@ -215,15 +281,16 @@ impl Publisher {
                     None => seq,
                 };
                 seq = this_seq + 1;
-                if opts.drop_every.map(|k| k > 0 && (this_seq - opts.first_seq + 1) % k == 0).unwrap_or(false) {
+                if opts.drop_every.map(|k| k > 0 && (this_seq - opts.first_seq + 1).is_multiple_of(k)).unwrap_or(false)
+                {
                     skipped += 1;
                     continue;
                 }
-                self.send(&opts.topic, Dtype::F32, this_seq, monotonic_ns(), c, rec.spikes.row(i))?;
+                out.send_frame(&opts.topic, false, Dtype::F32, this_seq, monotonic_ns(), c, rec.spikes.row(i))?;
                 sent += 1;
                 if let (Some(topic), Some(b)) = (&opts.behavior_topic, &rec.behavior) {
                     if rec.is_labelled(i) {
-                        self.send(topic, Dtype::F32, this_seq, monotonic_ns(), b.cols as u32, b.row(i))?;
+                        out.send_frame(topic, true, Dtype::F32, this_seq, monotonic_ns(), b.cols as u32, b.row(i))?;
                         beh += 1;
                     }
                 }

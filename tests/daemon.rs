@@ -74,13 +74,13 @@ fn dropped_seqs_are_imputed_and_flagged() {
     use alternator::model::spec::Smoothing;
     let (demo_model, _) = demo(1);
     for smoothing in [
-        demo_model.model.spec.smoothing.clone(),
+        demo_model.model.spec.smoothing,
         Smoothing::None,
         Smoothing::Exponential { tau_bins: 3.0 },
         Smoothing::HalfGaussian { sigma_bins: 2.0 },
     ] {
         let (mut mf, rec) = demo(600);
-        mf.model.spec.smoothing = smoothing.clone();
+        mf.model.spec.smoothing = smoothing;
         imputed_gaps_match_offline(mf, rec);
     }
 }
@@ -96,7 +96,7 @@ fn imputed_gaps_match_offline(mf: alternator::model::ModelFile, rec: Recording) 
     assert_eq!(r.bins_skipped, 600 / 7);
     rig.wait_outputs(expected);
     let (summary, got) = rig.finish();
-    let missing = |t: usize| (t + 1) % 7 == 0;
+    let missing = |t: usize| (t + 1).is_multiple_of(7);
     let want = offline(&mf, &rec, missing).slice_rows(0, expected as usize);
     assert_matches(&got, &want);
     for r in &got {

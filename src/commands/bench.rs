@@ -80,10 +80,21 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         .iter()
         .map(|t| {
             Transport::from_name(t).ok_or_else(|| {
-                UsageError(format!("--transport {t:?}: expected protocol-v1, lsl or redis (comma-separated)"))
+                UsageError(format!("--transport {t:?}: expected protocol-v1, lsl, redis or shm (comma-separated)"))
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    if a.shm_spin_us.iter().any(|&us| us > 20_000) {
+        return Err(UsageError("--shm-spin-us: expected values in 0..=20000".into()).into());
+    }
+    // Each shm run once per spin setting.
+    let transports: Vec<Transport> = transports
+        .into_iter()
+        .flat_map(|t| match t {
+            Transport::Shm { .. } => a.shm_spin_us.iter().map(|&spin_us| Transport::Shm { spin_us }).collect(),
+            t => vec![t],
+        })
+        .collect();
     println!(
         "machine: {} × {} ({} logical CPUs)",
         cpu_model(),
@@ -102,7 +113,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("benchmark run {} {c} channels at {r:?} bins/s", t.name()))?;
             eprintln!(
                 "  {} {} ch @ {}{}: p50 {:.1} µs p99 {:.1} µs (daemon p99 {:.1} µs), {:.0} bins/s, lost {}",
-                t.name(),
+                t.label(),
                 c,
                 r.map(|x| format!("{x:.0}")).unwrap_or("max".into()),
                 if admin { " with admin" } else { "" },

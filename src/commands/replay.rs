@@ -10,7 +10,7 @@ use tracing::{info, warn};
 use crate::cli::ReplayArgs;
 use crate::daemon::control;
 use crate::recording::Recording;
-use crate::replay::{Publisher, ReplayError, ReplayOptions};
+use crate::replay::{replay, FrameSender, Publisher, ReplayError, ReplayOptions};
 
 use super::train::read_options;
 use super::UsageError;
@@ -66,8 +66,27 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<()> {
             }
         }
     }
-    let mut publisher = Publisher::new(&ctx, &a.endpoint, false)?;
-    publisher.wait_for_subscriber(Duration::from_secs_f64(a.wait.max(0.1)))?;
+    let shm = match (a.transport.as_str(), a.endpoint.strip_prefix("shm:")) {
+        (_, Some(service)) => Some(service.to_string()),
+        ("shm", None) => Some(crate::ingest::ShmSection::default().service),
+        ("protocol-v1", None) => None,
+        (t, None) => return Err(UsageError(format!("--transport {t:?}: expected protocol-v1 or shm")).into()),
+    };
+    let mut sender: Box<dyn FrameSender> = match &shm {
+        Some(service) => {
+            let behavior = (!a.behavior_service.is_empty()).then_some(a.behavior_service.as_str());
+            let bytes = crate::wire::HEADER_LEN + 4 * rec.n_channels().max(64);
+            Box::new(
+                crate::ingest::shm::ShmRig::open(service, behavior, bytes)
+                    .context("opening the daemon's shm services (is it running with ingest.kind = \"shm\"?)")?,
+            )
+        }
+        None => {
+            let publisher = Publisher::new(&ctx, &a.endpoint, false)?;
+            publisher.wait_for_subscriber(Duration::from_secs_f64(a.wait.max(0.1)))?;
+            Box::new(publisher)
+        }
+    };
     let stop = Arc::new(AtomicBool::new(false));
     stop_on_signal(stop.clone());
     let opts = ReplayOptions {
@@ -80,9 +99,12 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<()> {
         seqs: if a.repeat { None } else { seqs },
         ..ReplayOptions::default()
     };
-    info!(path = %a.session.display(), bins = rec.n_bins(), channels = rec.n_channels(), endpoint = %a.endpoint, "Replaying.");
-    let r = publisher.replay(&rec, &opts, &stop)?;
-    // Give libzmq time to flush the last frames before the socket closes.
+    let endpoint = shm.as_ref().map(|sv| format!("shm:{sv}")).unwrap_or_else(|| a.endpoint.clone());
+    info!(path = %a.session.display(), bins = rec.n_bins(), channels = rec.n_channels(), endpoint = %endpoint, "Replaying.");
+    let r = replay(sender.as_mut(), &rec, &opts, &stop)?;
+    // Give libzmq time to flush the last frames before the socket closes
+    // (and the daemon time to take the last shm samples before the rig's
+    // publisher, which owns their memory, goes away).
     std::thread::sleep(Duration::from_millis(200));
     println!(
         "sent {} bins ({} skipped, {} behaviour) in {:.3} s: {:.1} bins/s{}; pacing error p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs",

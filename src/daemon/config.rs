@@ -283,6 +283,12 @@ impl ServeConfig {
         e.extend(self.publish.problems());
         let input_is_redis = self.ingest.kind() == Some(crate::ingest::IngestKind::Redis);
         e.extend(self.publish.redis.problems("publish.redis.", input_is_redis));
+        let shm_inputs: Vec<&str> = if self.ingest.kind() == Some(crate::ingest::IngestKind::Shm) {
+            [self.ingest.shm.service.as_str(), self.ingest.shm.behavior_service.as_str()].into()
+        } else {
+            Vec::new()
+        };
+        e.extend(self.publish.shm.problems("publish.shm.", &shm_inputs));
         e.extend(self.admin.problems());
         self.endpoint_clashes(&mut e);
         if self.record.queue_bytes < (1 << 20) {

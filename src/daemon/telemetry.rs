@@ -206,7 +206,7 @@ impl FeedSender {
     /// Offers one point; never blocks, never allocates.
     #[inline]
     pub fn offer(&self, kind: FeedKind, seq: u64, values: &[f32]) {
-        if seq % self.every != 0 {
+        if !seq.is_multiple_of(self.every) {
             return;
         }
         let n = values.len().min(FEED_MAX_DIMS);

@@ -294,7 +294,7 @@ impl FrontEnd {
             d.forget();
             d.counts = [0.0; LANES];
         }
-        self.bin_ok = self.has_thresholds && first_sample % self.spb == 0;
+        self.bin_ok = self.has_thresholds && first_sample.is_multiple_of(self.spb);
     }
 
     fn set_thresholds(&mut self, t: &[f32]) {
@@ -388,7 +388,7 @@ impl FrontEnd {
             };
             i += run;
             self.next += run as u64;
-            if self.next % self.spb == 0 {
+            if self.next.is_multiple_of(self.spb) {
                 self.close_bin(emit);
             }
         }

@@ -92,7 +92,7 @@ impl FrontendConfig {
                 self.band_high_hz, self.band_low_hz
             ));
         }
-        if !(2..=8).contains(&self.filter_order) || self.filter_order % 2 != 0 {
+        if !(2..=8).contains(&self.filter_order) || !self.filter_order.is_multiple_of(2) {
             e.push(format!("{prefix}filter_order: {} must be even, in 2..=8", self.filter_order));
         }
         if !(self.threshold_k > 0.0 && self.threshold_k.is_finite()) {

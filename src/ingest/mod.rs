@@ -1,6 +1,7 @@
 //! Input sources: where timesteps come from. The decode loop knows only the
 //! two traits here; each transport (protocol v1 over ZeroMQ, the Open Ephys
-//! ZMQ Interface, Lab Streaming Layer, Redis Streams) is one [`Source`] in
+//! ZMQ Interface, Lab Streaming Layer, Redis Streams, protocol v1 over
+//! iceoryx2 shared memory) is one [`Source`] in
 //! its own module, with its own config section.
 //!
 //! A source turns whatever its transport carries into timesteps
@@ -19,6 +20,7 @@ pub mod lsl;
 pub mod openephys;
 pub mod protocol_v1;
 pub mod redis;
+pub mod shm;
 
 use std::time::{Duration, Instant};
 
@@ -37,6 +39,7 @@ pub use lsl::LslSection;
 pub use openephys::OpenEphysSection;
 pub use protocol_v1::ProtocolV1Section;
 pub use redis::RedisSection;
+pub use shm::ShmSection;
 
 /// The decode engine as a source sees it.
 pub trait Sink {
@@ -95,6 +98,8 @@ pub enum IngestError {
     Thread(std::io::Error),
     #[error(transparent)]
     Lsl(#[from] lsl::LslError),
+    #[error("ingest.shm: {0}")]
+    Shm(#[from] shm::ShmError),
 }
 
 /// Opens the configured source (sockets bound or connected, threads started).
@@ -122,6 +127,7 @@ pub fn open(
         Some(IngestKind::Lsl) => {
             Ok(Box::new(lsl::LslSource::open(&cfg.lsl, frontend, channels, bin_seconds, frontend_slot)?))
         }
+        Some(IngestKind::Shm) => Ok(Box::new(shm::ShmSource::open(&cfg.shm, channels)?)),
         None => Err(IngestError::Config(cfg.problems().join("; "))),
     }
 }
@@ -131,6 +137,8 @@ pub fn open(
 pub enum SourceError {
     #[error("ingest socket {endpoint} failed: {source}")]
     Socket { endpoint: String, source: zmq::Error },
+    #[error("shared-memory ingest {service} failed: {message}")]
+    Shm { service: String, message: String },
 }
 
 /// The source kinds this build knows, as written in `ingest.kind`.
@@ -140,11 +148,12 @@ pub enum IngestKind {
     OpenEphys,
     Lsl,
     Redis,
+    Shm,
 }
 
 impl IngestKind {
     /// Every accepted `ingest.kind` value.
-    pub const NAMES: [&'static str; 4] = ["protocol-v1", "openephys", "lsl", "redis"];
+    pub const NAMES: [&'static str; 5] = ["protocol-v1", "openephys", "lsl", "redis", "shm"];
 
     /// Parses a config value.
     pub fn from_name(s: &str) -> Option<Self> {
@@ -153,6 +162,7 @@ impl IngestKind {
             "openephys" => Some(Self::OpenEphys),
             "lsl" => Some(Self::Lsl),
             "redis" => Some(Self::Redis),
+            "shm" => Some(Self::Shm),
             _ => None,
         }
     }
@@ -162,7 +172,7 @@ impl IngestKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngestSection {
-    /// `protocol-v1` (default), `openephys`, `lsl` or `redis`.
+    /// `protocol-v1` (default), `openephys`, `lsl`, `redis` or `shm`.
     pub kind: String,
     /// Largest seq gap that is imputed; larger gaps reset the state.
     pub max_gap_bins: u64,
@@ -174,6 +184,8 @@ pub struct IngestSection {
     pub lsl: LslSection,
     /// A Redis stream in BRAND's entry layout.
     pub redis: RedisSection,
+    /// Protocol-v1 frames over iceoryx2 shared memory.
+    pub shm: ShmSection,
 }
 
 impl Default for IngestSection {
@@ -185,6 +197,7 @@ impl Default for IngestSection {
             openephys: OpenEphysSection::default(),
             lsl: LslSection::default(),
             redis: RedisSection::default(),
+            shm: ShmSection::default(),
         }
     }
 }
@@ -201,15 +214,21 @@ impl IngestSection {
             Some(IngestKind::OpenEphys) => self.openephys.endpoint.clone(),
             Some(IngestKind::Redis) => self.redis.url.clone(),
             Some(IngestKind::Lsl) => self.lsl.address(),
+            Some(IngestKind::Shm) => format!("shm:{}", self.shm.service),
             _ => self.protocol_v1.endpoint.clone(),
         }
     }
 
     /// Points the configured source at another address (`--ingest`):
     /// `redis://HOST:PORT` for Redis, `lsl:name=NAME` (or `type=`,
-    /// `source_id=`, joined by `;`) for LSL, a ZeroMQ endpoint otherwise.
+    /// `source_id=`, joined by `;`) for LSL, `shm:SERVICE` for shared memory
+    /// (which also selects `kind = "shm"`), a ZeroMQ endpoint otherwise.
     pub fn set_endpoint(&mut self, ep: &str) {
+        if ep.starts_with("shm:") {
+            self.kind = "shm".into();
+        }
         match self.kind() {
+            Some(IngestKind::Shm) => self.shm.set_address(ep),
             Some(IngestKind::OpenEphys) => self.openephys.endpoint = ep.to_string(),
             Some(IngestKind::Redis) => self.redis.url = ep.to_string(),
             Some(IngestKind::Lsl) => self.lsl.set_address(ep),
@@ -225,7 +244,7 @@ impl IngestSection {
                 v.extend(self.openephys.heartbeat_endpoint());
                 v
             }
-            Some(IngestKind::Redis) | Some(IngestKind::Lsl) => Vec::new(),
+            Some(IngestKind::Redis) | Some(IngestKind::Lsl) | Some(IngestKind::Shm) => Vec::new(),
             _ => vec![self.protocol_v1.endpoint.clone()],
         }
     }
@@ -242,6 +261,7 @@ impl IngestSection {
             Some(IngestKind::OpenEphys) => self.openephys.problems("ingest.openephys."),
             Some(IngestKind::Lsl) => self.lsl.problems("ingest.lsl."),
             Some(IngestKind::Redis) => self.redis.problems("ingest.redis."),
+            Some(IngestKind::Shm) => self.shm.problems("ingest.shm."),
         }
     }
 }

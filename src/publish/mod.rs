@@ -2,7 +2,7 @@
 //! XPUB socket (a PUB socket that also reports subscriptions, so a client
 //! can tell when it is connected instead of sleeping) is the publisher
 //! every daemon has; further sinks ([`OutputSink`]:
-//! an LSL outlet, a Redis stream) sit beside it and are fed by the same
+//! an LSL outlet, a Redis stream, an iceoryx2 shared-memory service) sit beside it and are fed by the same
 //! engine with the same outputs.
 //!
 //! Invariant: [`ZmqPublisher::send`] never blocks and never allocates (the
@@ -12,6 +12,7 @@
 
 pub mod lsl;
 pub mod redis;
+pub mod shm;
 
 use std::time::Instant;
 
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 pub use lsl::LslOutletSection;
 pub use redis::RedisOutputSection;
+pub use shm::ShmOutputSection;
 
 use crate::ingest::check_endpoint;
 use crate::transport::{open_socket, Access, SocketError};
@@ -44,6 +46,8 @@ pub struct PublishSection {
     pub lsl: LslOutletSection,
     /// Decoded behaviour as a Redis stream as well (a BRAND node's output).
     pub redis: RedisOutputSection,
+    /// Decoded behaviour on an iceoryx2 shared-memory service as well.
+    pub shm: ShmOutputSection,
 }
 
 /// ZAP domain of the publish socket (its `allow_ips`).
@@ -60,6 +64,7 @@ impl Default for PublishSection {
             allow_ips: Vec::new(),
             lsl: LslOutletSection::default(),
             redis: RedisOutputSection::default(),
+            shm: ShmOutputSection::default(),
         }
     }
 }
@@ -124,6 +129,8 @@ pub enum PublishError {
     Redis { url: String, source: ::redis::RedisError },
     #[error("publish.lsl: {0}")]
     Lsl(#[from] crate::ingest::lsl::ffi::FfiError),
+    #[error("publish.shm: {0}")]
+    Shm(#[from] crate::ingest::shm::ShmError),
 }
 
 /// Opens the configured sinks beside the ZeroMQ publisher.
@@ -143,6 +150,9 @@ pub fn open_outputs(
         let out = redis::RedisOutput::open(&cfg.redis, &ingest.redis, out_dim)
             .map_err(|source| PublishError::Redis { url: cfg.redis.target(&ingest.redis).url, source })?;
         v.push(Box::new(out));
+    }
+    if cfg.shm.enabled {
+        v.push(Box::new(shm::ShmOutput::open(&cfg.shm, out_dim)?));
     }
     Ok(v)
 }

@@ -224,7 +224,7 @@ impl AppendWriter {
                 .map_err(|e| h5err(path, &context(), e))?;
             column.rows = end;
         } else {
-            if values.len() % column.cols != 0 {
+            if !values.len().is_multiple_of(column.cols) {
                 return Err(RecordingError::RaggedAppend {
                     path: path.clone(),
                     dataset: k.to_string(),

@@ -546,7 +546,7 @@ impl<'a> Frame<'a> {
 /// `values.len()` is not a multiple of `channels`.
 pub fn encode_f32(out: &mut Vec<u8>, seq: u64, t_ns: u64, flags: u16, channels: u32, values: &[f32]) {
     assert!(
-        channels > 0 && !values.is_empty() && values.len() % channels as usize == 0,
+        channels > 0 && !values.is_empty() && values.len().is_multiple_of(channels as usize),
         "invariant: encode_f32 needs values.len() ({}) to be a non-zero multiple of channels ({})",
         values.len(),
         channels

@@ -420,7 +420,7 @@ fn check_block(
     if h.data_size != Some(payload.len() as u64) {
         return Err(if h.data_size.is_none() { DropReason::MissingField } else { DropReason::SizeMismatch });
     }
-    if payload.len() % 4 != 0 {
+    if !payload.len().is_multiple_of(4) {
         return Err(DropReason::BadPayload);
     }
     if payload.len() / 4 != num_samples as usize {
