@@ -9,10 +9,10 @@
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
+use alternator::latency::{histogram_of, quantile_us};
 use alternator::matrix::Matrix;
 use alternator::recording::Recording;
 use alternator::replay::{Publisher, ReplayOptions};
-use alternator::stats_util::percentile_us;
 
 const BINS: usize = 3000;
 
@@ -66,7 +66,8 @@ fn main() {
     println!("|---|---|---|---|---|---|---|---|");
     for run in 1..=3 {
         let (rate, gaps, got) = one_run(&ctx, &rec);
-        let p = |q| percentile_us(&gaps, q);
+        let gaps = histogram_of(gaps);
+        let p = |q| quantile_us(&gaps, q);
         println!(
             "| {run} | {got} | {rate:.2} | {:+.3} % | {:.0} | {:.0} | {:.0} | {:.0} |",
             (rate - 1000.0) / 10.0,

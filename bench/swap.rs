@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 
-use alternator::bench::{synthetic_bins, synthetic_model};
 use alternator::daemon::config::{SafeOutput, SwapState, MAX_REWARM_BINS};
 use alternator::daemon::engine::{Engine, EngineSettings, SwapOutcome};
 use alternator::daemon::record_link::RecordSlot;
 use alternator::daemon::stats::LoopCounters;
 use alternator::daemon::watchdog::WatchdogSettings;
+use alternator::fixtures::{synthetic_bins, synthetic_model};
 use alternator::ingest::Sink;
 use alternator::model::StepKernel;
 use alternator::publish::{PublishSection, ZmqPublisher};

@@ -8,9 +8,12 @@
 //! - [`ingest`]: input sources (protocol v1, Open Ephys) feeding the daemon's
 //!   engine; [`publish`]: output sinks; [`frontend`]: raw voltage → spike
 //!   counts (no I/O); [`transport`]: ZeroMQ socket set-up.
-//! - [`metrics`], [`baselines`]: scoring and the standard decoders it is compared with.
+//! - [`metrics`], [`baselines`]: scoring and the standard decoders it is compared with;
+//!   [`evaluation`]: offline evaluation (what `eval` and the replay checks use).
 //! - [`cli`], [`commands`]: the command line.
-//! - [`matrix`], [`rng`], [`clock`]: small shared utilities.
+//! - [`matrix`], [`rng`], [`clock`], [`latency`]: small shared utilities.
+//! - [`bench`]: the end-to-end benchmark; [`fixtures`]: synthetic models and
+//!   streams for benchmarks and tests.
 #![deny(unsafe_code)]
 // Numerical loops index several arrays in step, and `!(x > 0.0)` is used on
 // purpose so that NaN fails validation.
@@ -24,8 +27,11 @@ pub mod client;
 pub mod clock;
 pub mod commands;
 pub mod daemon;
+pub mod evaluation;
+pub mod fixtures;
 pub mod frontend;
 pub mod ingest;
+pub mod latency;
 pub mod matrix;
 pub mod metrics;
 pub mod model;
@@ -34,6 +40,5 @@ pub mod recording;
 pub mod replay;
 pub mod rng;
 pub mod simulate;
-pub mod stats_util;
 pub mod transport;
 pub mod wire;

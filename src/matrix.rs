@@ -47,6 +47,11 @@ impl Matrix {
         Matrix::from_vec(end - start, self.cols, self.data[start * self.cols..end * self.cols].to_vec())
     }
 
+    /// The rows at `rows` (in that order) as a new matrix.
+    pub fn select_rows(&self, rows: &[usize]) -> Matrix {
+        Matrix::from_vec(rows.len(), self.cols, rows.iter().flat_map(|&i| self.row(i).iter().copied()).collect())
+    }
+
     /// Stacks matrices with equal column counts vertically.
     pub fn vstack(parts: &[&Matrix]) -> Matrix {
         let cols = parts.first().map(|m| m.cols).unwrap_or(0);

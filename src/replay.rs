@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use crate::clock::monotonic_ns;
+use crate::latency::quantile_us;
 use crate::recording::Recording;
-use crate::wire::{encode_frame, Dtype, Header, VERSION};
+use crate::wire::{encode_frame, Dtype, Header};
 
 /// Why a replay could not start or continue.
 #[derive(Debug, thiserror::Error)]
@@ -82,8 +83,7 @@ impl FrameSender for crate::ingest::shm::ShmRig {
         channels: u32,
         values: &[f32],
     ) -> Result<(), ReplayError> {
-        let samples = (values.len() / channels.max(1) as usize) as u32;
-        let h = Header { version: VERSION, dtype, flags: 0, seq, t_ns, channels, samples };
+        let h = Header::for_values(dtype, seq, t_ns, channels, values.len());
         Ok(self.send(is_behavior, &h, values)?)
     }
 }
@@ -197,8 +197,7 @@ impl Publisher {
         channels: u32,
         values: &[f32],
     ) -> Result<(), ReplayError> {
-        let samples = (values.len() / channels.max(1) as usize) as u32;
-        let h = Header { version: VERSION, dtype, flags: 0, seq, t_ns, channels, samples };
+        let h = Header::for_values(dtype, seq, t_ns, channels, values.len());
         encode_frame(&mut self.buf, &h, values);
         let e = |source| ReplayError::Zmq { endpoint: self.endpoint.clone(), source };
         self.sock.send(topic.as_bytes(), zmq::SNDMORE).map_err(e)?;
@@ -238,82 +237,122 @@ pub fn replay(
     opts: &ReplayOptions,
     stop: &AtomicBool,
 ) -> Result<ReplayReport, ReplayError> {
-    {
+    let plan = Plan::new(rec, opts)?;
+    let mut run =
+        Progress { seq: opts.first_seq, sent: 0, skipped: 0, behavior: 0, pacing: crate::latency::histogram() };
+    let start = Instant::now();
+    'passes: for pass in 0u64.. {
+        for (&i, &offset) in plan.bins.iter().zip(&plan.offsets) {
+            if stop.load(Ordering::Relaxed) {
+                break 'passes;
+            }
+            if let Some(speed) = opts.speed {
+                let due = start + Duration::from_secs_f64((pass as f64 * plan.pass_len + offset) / speed);
+                pace_until(due);
+                let late = Instant::now().saturating_duration_since(due).as_nanos() as u64;
+                run.pacing.saturating_record(late.max(1));
+            }
+            run.send_bin(out, rec, opts, i)?;
+        }
+        if !opts.repeat || opts.seqs.is_some() {
+            break;
+        }
+    }
+    Ok(run.report(start.elapsed().as_secs_f64(), opts.speed.map(|s| s / rec.bin_seconds)))
+}
+
+/// The bins one pass sends (indices within `from..to`), their send times
+/// relative to the first, and the length of a pass (seconds).
+struct Plan {
+    bins: Vec<usize>,
+    offsets: Vec<f64>,
+    pass_len: f64,
+}
+
+impl Plan {
+    fn new(rec: &Recording, opts: &ReplayOptions) -> Result<Self, ReplayError> {
         if let Some(s) = opts.speed {
             if !(s > 0.0 && s.is_finite()) {
                 return Err(ReplayError::BadSpeed(s));
             }
         }
         let n = rec.n_bins();
-        let time_of = |i: usize| rec.timestamps.as_ref().map(|t| t[i] - t[0]).unwrap_or(i as f64 * rec.bin_seconds);
-        let length = time_of(n - 1) + rec.bin_seconds;
-        let to = opts.to_s.unwrap_or(f64::INFINITY);
-        let idx: Vec<usize> = (0..n).filter(|&i| time_of(i) >= opts.from_s && time_of(i) < to).collect();
-        if idx.is_empty() {
-            return Err(ReplayError::EmptyRange { from: opts.from_s, to, length });
-        }
         if let Some(v) = &opts.seqs {
             if v.len() != n {
                 return Err(ReplayError::SeqLength { seqs: v.len(), bins: n });
             }
         }
-        let c = rec.n_channels() as u32;
-        let mut pacing = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("invariant: static bounds");
-        let t0 = time_of(idx[0]);
-        let pass_len = time_of(*idx.last().expect("invariant: non-empty")) - t0 + rec.bin_seconds;
-        let start = Instant::now();
-        let mut seq = opts.first_seq;
-        let (mut sent, mut skipped, mut beh) = (0u64, 0u64, 0u64);
-        let mut pass = 0u64;
-        'outer: loop {
-            for &i in &idx {
-                if stop.load(Ordering::Relaxed) {
-                    break 'outer;
-                }
-                if let Some(speed) = opts.speed {
-                    let due = start + Duration::from_secs_f64((pass as f64 * pass_len + time_of(i) - t0) / speed);
-                    pace_until(due);
-                    let late = Instant::now().saturating_duration_since(due).as_nanos() as u64;
-                    pacing.saturating_record(late.max(1));
-                }
-                let this_seq = match &opts.seqs {
-                    Some(v) => v[i],
-                    None => seq,
-                };
-                seq = this_seq + 1;
-                if opts.drop_every.map(|k| k > 0 && (this_seq - opts.first_seq + 1).is_multiple_of(k)).unwrap_or(false)
-                {
-                    skipped += 1;
-                    continue;
-                }
-                out.send_frame(&opts.topic, false, Dtype::F32, this_seq, monotonic_ns(), c, rec.spikes.row(i))?;
-                sent += 1;
-                if let (Some(topic), Some(b)) = (&opts.behavior_topic, &rec.behavior) {
-                    if rec.is_labelled(i) {
-                        out.send_frame(topic, true, Dtype::F32, this_seq, monotonic_ns(), b.cols as u32, b.row(i))?;
-                        beh += 1;
-                    }
-                }
-            }
-            pass += 1;
-            if !opts.repeat || opts.seqs.is_some() {
-                break;
+        let time_of = |i: usize| rec.timestamps.as_ref().map(|t| t[i] - t[0]).unwrap_or(i as f64 * rec.bin_seconds);
+        let to = opts.to_s.unwrap_or(f64::INFINITY);
+        let bins: Vec<usize> = (0..n).filter(|&i| time_of(i) >= opts.from_s && time_of(i) < to).collect();
+        let (Some(&first), Some(&last)) = (bins.first(), bins.last()) else {
+            return Err(ReplayError::EmptyRange { from: opts.from_s, to, length: time_of(n - 1) + rec.bin_seconds });
+        };
+        let t0 = time_of(first);
+        let offsets = bins.iter().map(|&i| time_of(i) - t0).collect();
+        Ok(Self { bins, offsets, pass_len: time_of(last) - t0 + rec.bin_seconds })
+    }
+}
+
+/// What a replay has sent so far.
+struct Progress {
+    /// The seq of the next bin (without recorded seqs).
+    seq: u64,
+    sent: u64,
+    skipped: u64,
+    behavior: u64,
+    /// |actual − scheduled| send time (ns).
+    pacing: Histogram<u64>,
+}
+
+impl Progress {
+    /// Sends bin `i` (and its behaviour when labelled), or skips it under `drop_every`.
+    fn send_bin(
+        &mut self,
+        out: &mut dyn FrameSender,
+        rec: &Recording,
+        opts: &ReplayOptions,
+        i: usize,
+    ) -> Result<(), ReplayError> {
+        let seq = opts.seqs.as_ref().map_or(self.seq, |v| v[i]);
+        self.seq = seq + 1;
+        if opts.drop_every.is_some_and(|k| k > 0 && (seq - opts.first_seq + 1).is_multiple_of(k)) {
+            self.skipped += 1;
+            return Ok(());
+        }
+        out.send_frame(
+            &opts.topic,
+            false,
+            Dtype::F32,
+            seq,
+            monotonic_ns(),
+            rec.n_channels() as u32,
+            rec.spikes.row(i),
+        )?;
+        self.sent += 1;
+        if let (Some(topic), Some(b)) = (&opts.behavior_topic, &rec.behavior) {
+            if rec.is_labelled(i) {
+                out.send_frame(topic, true, Dtype::F32, seq, monotonic_ns(), b.cols as u32, b.row(i))?;
+                self.behavior += 1;
             }
         }
-        let seconds = start.elapsed().as_secs_f64();
-        let total = sent + skipped;
-        Ok(ReplayReport {
-            bins_sent: sent,
-            bins_skipped: skipped,
-            behavior_sent: beh,
+        Ok(())
+    }
+
+    fn report(&self, seconds: f64, target_rate_hz: Option<f64>) -> ReplayReport {
+        let total = self.sent + self.skipped;
+        ReplayReport {
+            bins_sent: self.sent,
+            bins_skipped: self.skipped,
+            behavior_sent: self.behavior,
             seconds,
             achieved_rate_hz: if total > 1 { (total - 1) as f64 / seconds.max(1e-9) } else { 0.0 },
-            target_rate_hz: opts.speed.map(|s| s / rec.bin_seconds),
-            pacing_error_p50_us: pacing.value_at_quantile(0.5) as f64 / 1e3,
-            pacing_error_p99_us: pacing.value_at_quantile(0.99) as f64 / 1e3,
-            pacing_error_max_us: pacing.max() as f64 / 1e3,
-            next_seq: seq,
-        })
+            target_rate_hz,
+            pacing_error_p50_us: quantile_us(&self.pacing, 0.5),
+            pacing_error_p99_us: quantile_us(&self.pacing, 0.99),
+            pacing_error_max_us: quantile_us(&self.pacing, 1.0),
+            next_seq: self.seq,
+        }
     }
 }
 

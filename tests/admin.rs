@@ -209,10 +209,10 @@ fn api_and_control_socket_give_the_same_answers() {
     let store = ModelStore::new(&models);
     let mut first = mf.clone();
     store.add(&mut first).unwrap();
-    let mut second = alternator::bench::synthetic_model(rec.n_channels(), 3);
+    let mut second = alternator::fixtures::synthetic_model(rec.n_channels(), 3);
     second.meta.decision = Some(serde_json::json!({"status": "accepted"}));
     store.add(&mut second).unwrap();
-    let mut rejected = alternator::bench::synthetic_model(rec.n_channels(), 4);
+    let mut rejected = alternator::fixtures::synthetic_model(rec.n_channels(), 4);
     rejected.meta.decision = Some(serde_json::json!({"status": "rejected"}));
     store.add(&mut rejected).unwrap();
     let mut cfg = admin_config(&dir.path().join("sessions"));

@@ -42,7 +42,7 @@ fn live_decoding_equals_offline_eval_one_output_per_bin_in_order() {
     assert_matches(&got, &offline(&mf, &rec, |_| false));
     assert!(got.iter().all(|r| r.flags == 0));
     // The same numbers `eval` reports.
-    let report = alternator::commands::evaluate(&mf, &rec, &[], 10).unwrap();
+    let report = alternator::evaluation::evaluate(&mf, &rec, &[], 10).unwrap();
     for (i, r) in got.iter().enumerate() {
         assert_eq!(r.values.as_slice(), report.decoded.row(i));
     }
@@ -355,7 +355,7 @@ fn a_model_with_another_channel_count_is_refused_at_swap() {
     let dir = tempfile::tempdir().unwrap();
     let (mf, rec) = demo(50);
     let mut rig = Rig::start(&config(dir.path()), mf.clone());
-    let other = alternator::bench::synthetic_model(50, 3);
+    let other = alternator::fixtures::synthetic_model(50, 3);
     let (tx, rx) = crossbeam_channel::bounded(1);
     let kernel = Box::new(alternator::model::StepKernel::new(other.model.clone()));
     rig.daemon.control.send(LoopCommand::Swap { kernel, model_id: other.meta.id.clone(), reply: tx }).unwrap();
@@ -554,7 +554,7 @@ fn vm_size_kb() -> u64 {
 #[test]
 fn a_ten_thousand_channel_model_starts_with_bounded_memory() {
     let dir = tempfile::tempdir().unwrap();
-    let mf = alternator::bench::synthetic_model(10_000, 1);
+    let mf = alternator::fixtures::synthetic_model(10_000, 1);
     let cfg = config(dir.path());
     let before = vm_size_kb();
     let daemon = Daemon::start(&cfg, mf, &zmq::Context::new()).unwrap();

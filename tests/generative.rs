@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use alternator::commands::eval_stress::{forecast_scores, missing_score, DropSpec};
-use alternator::commands::evaluate;
+use alternator::evaluation::evaluate;
+use alternator::evaluation::stress::{forecast_scores, missing_score, DropSpec};
 use alternator::model::file::{ModelFile, ModelMeta};
 use alternator::model::forecast::forecast_outputs;
 use alternator::model::sample::sample_trajectory;

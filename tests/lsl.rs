@@ -48,7 +48,10 @@ fn pylsl_stream_decodes_like_offline_and_the_decoded_outlet_is_received() {
     let ctx = zmq::Context::new();
     let stop = Arc::new(AtomicBool::new(false));
     let sub = collect_outputs(&ctx, &daemon.publish_endpoint, stop.clone(), 0, None).unwrap();
-    assert!(daemon.counters.wait_until(Duration::from_secs(20), |c| c.subscriptions >= 1), "no subscription reached the daemon");
+    assert!(
+        daemon.counters.wait_until(Duration::from_secs(20), |c| c.subscriptions >= 1),
+        "no subscription reached the daemon"
+    );
 
     let status = wait_rig(&mut rig, 40);
     assert!(status.success(), "pylsl rig failed");
@@ -114,7 +117,7 @@ fn voltage_mode_bins_equal_the_offline_front_end_bit_for_bit() {
     cfg.ingest.lsl.mode = "voltage".into();
     cfg.ingest.lsl.resolve_timeout_s = 15.0;
     cfg.record.bin_seconds = 0.02;
-    let daemon = Daemon::start(&cfg, alternator::bench::synthetic_model(CHANNELS, 3), &zmq::Context::new()).unwrap();
+    let daemon = Daemon::start(&cfg, alternator::fixtures::synthetic_model(CHANNELS, 3), &zmq::Context::new()).unwrap();
     let status = wait_rig(&mut rig, 30);
     assert!(status.success(), "pylsl rig failed");
     let summary = daemon.shutdown();

@@ -12,8 +12,8 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use alternator::bench::{synthetic_bins, synthetic_model};
 use alternator::daemon::recorder::RecordBatch;
+use alternator::fixtures::{synthetic_bins, synthetic_model};
 use alternator::model::StepKernel;
 use alternator::wire::{encode_f32, encode_frame, Dtype, Frame, Header};
 

@@ -89,12 +89,15 @@ fn run(
     seconds: f64,
     dir: &Path,
 ) -> (Truth, PathBuf, Vec<(u64, u16)>, alternator::daemon::stats::CounterSnapshot) {
-    let mf = alternator::bench::synthetic_model(CHANNELS, 3);
+    let mf = alternator::fixtures::synthetic_model(CHANNELS, 3);
     let daemon = Daemon::start(&cfg, mf, &zmq::Context::new()).unwrap();
     let ctx = zmq::Context::new();
     let stop = Arc::new(AtomicBool::new(false));
     let sub = collect_outputs(&ctx, &daemon.publish_endpoint, stop.clone(), 0, None).unwrap();
-    assert!(daemon.counters.wait_until(Duration::from_secs(20), |c| c.subscriptions >= 1), "no subscription reached the daemon");
+    assert!(
+        daemon.counters.wait_until(Duration::from_secs(20), |c| c.subscriptions >= 1),
+        "no subscription reached the daemon"
+    );
     let truth_path = dir.join("truth.json");
     let status = Command::new("python3")
         .arg("tests/openephys_standin.py")
@@ -292,7 +295,7 @@ fn bad_plugin_messages_are_counted_by_reason() {
     cfg.ingest.openephys.endpoint = ep;
     cfg.ingest.openephys.heartbeat = false;
     cfg.frontend.thresholds_uv = vec![-50.0; 4];
-    let daemon = Daemon::start(&cfg, alternator::bench::synthetic_model(4, 1), &zmq::Context::new()).unwrap();
+    let daemon = Daemon::start(&cfg, alternator::fixtures::synthetic_model(4, 1), &zmq::Context::new()).unwrap();
     xpub.set_rcvtimeo(5000).unwrap();
     assert_eq!(xpub.recv_bytes(0).unwrap(), b"\x01", "the daemon subscribes to everything");
 

@@ -213,8 +213,10 @@ fn a_redis_restart_mid_stream_is_survived_and_the_hole_imputed() {
     let ctx = zmq::Context::new();
     let stop = Arc::new(AtomicBool::new(false));
     let sub = collect_outputs(&ctx, &daemon.publish_endpoint, stop.clone(), 0, None).unwrap();
-    assert!(daemon.counters.wait_until(Duration::from_secs(20), |c| c.subscriptions >= 1), "no subscription reached the daemon");
-
+    assert!(
+        daemon.counters.wait_until(Duration::from_secs(20), |c| c.subscriptions >= 1),
+        "no subscription reached the daemon"
+    );
 
     let node = node(&server, BINS, 250.0, "");
     std::thread::sleep(Duration::from_millis(1500));

@@ -8,12 +8,12 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use alternator::bench::synthetic_model;
 use alternator::client::Received;
 use alternator::daemon::config::ServeConfig;
 use alternator::daemon::control;
 use alternator::daemon::models::{GenStatus, ModelStore};
 use alternator::daemon::retrain::live_model_path;
+use alternator::fixtures::synthetic_model;
 use alternator::matrix::Matrix;
 use alternator::metrics::Metrics;
 use alternator::model::train::TrainConfig;

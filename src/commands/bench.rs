@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 
-use crate::bench::{compute_only, end_to_end, plot_svg, BenchResult, Transport};
+use crate::bench::{compute_only, end_to_end, plot_svg, BenchResult, RunSpec, Transport};
 use crate::cli::BenchArgs;
 
 use super::UsageError;
@@ -109,7 +109,17 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         }
         let runs = rates.iter().flat_map(|r| transports.iter().map(move |t| (r, t)));
         for ((&r, &t), admin) in runs.flat_map(|rt| admin_modes(a.with_admin).map(move |m| (rt, m))) {
-            let res = end_to_end(t, c, r, a.seconds, !a.no_record, a.with_training, a.pin, admin)
+            let spec = RunSpec {
+                transport: t,
+                channels: c,
+                rate_hz: r,
+                seconds: a.seconds,
+                record: !a.no_record,
+                background_training: a.with_training,
+                pin: a.pin,
+                admin,
+            };
+            let res = end_to_end(&spec)
                 .with_context(|| format!("benchmark run {} {c} channels at {r:?} bins/s", t.name()))?;
             eprintln!(
                 "  {} {} ch @ {}{}: p50 {:.1} µs p99 {:.1} µs (daemon p99 {:.1} µs), {:.0} bins/s, lost {}",

@@ -13,12 +13,12 @@ use crate::cli::DemoArgs;
 use crate::client::collect_outputs;
 use crate::daemon::config::ServeConfig;
 use crate::daemon::Daemon;
+use crate::latency::{histogram_of, quantile_us};
 use crate::matrix::Matrix;
 use crate::metrics::Metrics;
 use crate::model::{ModelFile, StepKernel};
 use crate::recording::{ReadOptions, Recording};
 use crate::replay::{Publisher, ReplayOptions};
-use crate::stats_util::percentile_us;
 use crate::wire::FLAG_IMPUTED;
 
 use super::UsageError;
@@ -136,7 +136,7 @@ fn print_report(mf: &ModelFile, rec: &Recording, run: &DemoRun) {
             max_diff = max_diff.max((r.values[j] - offline.get(r.seq as usize, j)).abs());
         }
     }
-    let e2e: Vec<u64> = got.iter().map(|r| r.e2e_ns).collect();
+    let e2e = histogram_of(got.iter().map(|r| r.e2e_ns));
     println!();
     println!(
         "sent {} bins in {:.1} s ({:.1} bins/s); received {} decoded outputs",
@@ -149,9 +149,9 @@ fn print_report(mf: &ModelFile, rec: &Recording, run: &DemoRun) {
     );
     println!(
         "end-to-end send→receive latency: p50 {:.1} µs  p99 {:.1} µs  max {:.1} µs",
-        percentile_us(&e2e, 0.5),
-        percentile_us(&e2e, 0.99),
-        percentile_us(&e2e, 1.0)
+        quantile_us(&e2e, 0.5),
+        quantile_us(&e2e, 0.99),
+        quantile_us(&e2e, 1.0)
     );
     if rec.behavior.is_some() && n > 1 {
         let m = Metrics::compute(&truth, &live);

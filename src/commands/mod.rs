@@ -4,7 +4,6 @@
 mod bench;
 mod demo;
 mod eval;
-pub mod eval_stress;
 mod export_nwb;
 mod frontend;
 mod models;
@@ -15,14 +14,18 @@ mod simulate;
 pub mod train;
 mod tune;
 
-pub use eval::{evaluate, DecoderScore, EvalReport};
-
 use crate::cli::{Cli, Command};
 
 /// A usage or configuration error: the binary exits with code 64.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct UsageError(pub String);
+
+impl From<crate::evaluation::stress::StressOptionError> for UsageError {
+    fn from(e: crate::evaluation::stress::StressOptionError) -> Self {
+        Self(e.0)
+    }
+}
 
 /// A resource another process holds (an endpoint already bound): exit code 69 (EX_UNAVAILABLE).
 #[derive(Debug, thiserror::Error)]

@@ -35,6 +35,57 @@ pub fn stop_on_signal(stop: Arc<AtomicBool>) {
     });
 }
 
+/// Refuses a recording whose channel count differs from the running
+/// daemon's (asked over `--control`; skipped with a warning when it does not answer).
+fn check_channels(ctx: &zmq::Context, a: &ReplayArgs, rec: &Recording) -> anyhow::Result<()> {
+    if a.control.is_empty() {
+        return Ok(());
+    }
+    let st = match control::request(ctx, &a.control, "status", 2000) {
+        Ok(st) => st,
+        Err(e) => {
+            warn!(control = %a.control, error = %e, "Cannot ask the daemon for its channel count; sending without the check.");
+            return Ok(());
+        }
+    };
+    match st["channels"].as_u64() {
+        Some(ch) if ch as usize != rec.n_channels() => {
+            Err(ReplayError::ChannelMismatch { recording: rec.n_channels(), daemon: ch as usize })
+                .with_context(|| format!("checking {} against the daemon at {}", a.session.display(), a.control))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The shm input service to publish to (`--transport shm` or `--endpoint shm:NAME`), or None for ZeroMQ.
+fn shm_service(a: &ReplayArgs) -> anyhow::Result<Option<String>> {
+    match (a.transport.as_str(), a.endpoint.strip_prefix("shm:")) {
+        (_, Some(service)) => Ok(Some(service.to_string())),
+        ("shm", None) => Ok(Some(crate::ingest::ShmSection::default().service)),
+        ("protocol-v1", None) => Ok(None),
+        (t, None) => Err(UsageError(format!("--transport {t:?}: expected protocol-v1 or shm")).into()),
+    }
+}
+
+/// The rig side: the daemon's shm services, or a ZeroMQ publisher once the daemon has subscribed.
+fn open_sender(
+    ctx: &zmq::Context,
+    a: &ReplayArgs,
+    shm: Option<&str>,
+    channels: usize,
+) -> anyhow::Result<Box<dyn FrameSender>> {
+    if let Some(service) = shm {
+        let behavior = (!a.behavior_service.is_empty()).then_some(a.behavior_service.as_str());
+        let bytes = crate::wire::HEADER_LEN + 4 * channels.max(64);
+        let rig = crate::ingest::shm::ShmRig::open(service, behavior, bytes)
+            .context("opening the daemon's shm services (is it running with ingest.kind = \"shm\"?)")?;
+        return Ok(Box::new(rig));
+    }
+    let publisher = Publisher::new(ctx, &a.endpoint, false)?;
+    publisher.wait_for_subscriber(Duration::from_secs_f64(a.wait.max(0.1)))?;
+    Ok(Box::new(publisher))
+}
+
 pub fn run(a: ReplayArgs) -> anyhow::Result<()> {
     if !(a.max || a.speed > 0.0 && a.speed.is_finite()) {
         return Err(UsageError(format!("--speed {}: expected a positive number", a.speed)).into());
@@ -49,44 +100,9 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<()> {
         .with_context(|| format!("reading /seq of {}", a.session.display()))?;
     let seqs = seqs.filter(|s| s.len() == rec.n_bins());
     let ctx = zmq::Context::new();
-    if !a.control.is_empty() {
-        match control::request(&ctx, &a.control, "status", 2000) {
-            Ok(st) => {
-                if let Some(ch) = st["channels"].as_u64() {
-                    if ch as usize != rec.n_channels() {
-                        return Err(ReplayError::ChannelMismatch { recording: rec.n_channels(), daemon: ch as usize })
-                            .with_context(|| {
-                                format!("checking {} against the daemon at {}", a.session.display(), a.control)
-                            });
-                    }
-                }
-            }
-            Err(e) => {
-                warn!(control = %a.control, error = %e, "Cannot ask the daemon for its channel count; sending without the check.")
-            }
-        }
-    }
-    let shm = match (a.transport.as_str(), a.endpoint.strip_prefix("shm:")) {
-        (_, Some(service)) => Some(service.to_string()),
-        ("shm", None) => Some(crate::ingest::ShmSection::default().service),
-        ("protocol-v1", None) => None,
-        (t, None) => return Err(UsageError(format!("--transport {t:?}: expected protocol-v1 or shm")).into()),
-    };
-    let mut sender: Box<dyn FrameSender> = match &shm {
-        Some(service) => {
-            let behavior = (!a.behavior_service.is_empty()).then_some(a.behavior_service.as_str());
-            let bytes = crate::wire::HEADER_LEN + 4 * rec.n_channels().max(64);
-            Box::new(
-                crate::ingest::shm::ShmRig::open(service, behavior, bytes)
-                    .context("opening the daemon's shm services (is it running with ingest.kind = \"shm\"?)")?,
-            )
-        }
-        None => {
-            let publisher = Publisher::new(&ctx, &a.endpoint, false)?;
-            publisher.wait_for_subscriber(Duration::from_secs_f64(a.wait.max(0.1)))?;
-            Box::new(publisher)
-        }
-    };
+    check_channels(&ctx, &a, &rec)?;
+    let shm = shm_service(&a)?;
+    let mut sender = open_sender(&ctx, &a, shm.as_deref(), rec.n_channels())?;
     let stop = Arc::new(AtomicBool::new(false));
     stop_on_signal(stop.clone());
     let opts = ReplayOptions {

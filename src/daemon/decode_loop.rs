@@ -17,8 +17,8 @@ use tracing::error;
 
 use super::engine::Engine;
 pub use super::engine::SwapOutcome;
-use super::stats::LatencySummary;
 use crate::ingest::Source;
+use crate::latency::LatencySummary;
 use crate::model::StepKernel;
 
 /// How long one wait on the source may last before housekeeping runs.

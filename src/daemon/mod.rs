@@ -100,7 +100,7 @@ pub struct Daemon {
 /// What a stopped daemon reports.
 #[derive(Debug)]
 pub struct DaemonSummary {
-    pub latency: stats::LatencySummary,
+    pub latency: crate::latency::LatencySummary,
     pub counters: stats::CounterSnapshot,
     pub sessions: Vec<ClosedSession>,
 }
@@ -189,6 +189,32 @@ fn spawn_decode(lp: DecodeLoop, core: Option<usize>) -> Result<JoinHandle<LoopSu
 }
 
 /// The control socket's token for mutating commands, if one is set.
+/// The control thread on its bound REP socket (when control is on), and the endpoint it serves.
+fn spawn_control(
+    cfg: &ServeConfig,
+    socket: Option<(zmq::Socket, String)>,
+    ctl: &Arc<control::Control>,
+    stop: &Arc<AtomicBool>,
+) -> Result<(Option<JoinHandle<()>>, Option<String>), DaemonError> {
+    let Some((rep, endpoint)) = socket else { return Ok((None, None)) };
+    let h = control::spawn(rep, ctl.clone(), control_token(cfg), stop.clone())
+        .map_err(|source| DaemonError::Thread { name: "control", source })?;
+    Ok((Some(h), Some(endpoint)))
+}
+
+/// The admin server on its bound listener (when admin is on), fed by the decode loop.
+fn spawn_admin(
+    cfg: &ServeConfig,
+    listener: Option<crate::admin::AdminListener>,
+    feed: Option<telemetry::FeedReceiver>,
+    control: Arc<control::Control>,
+) -> Result<Option<crate::admin::AdminHandle>, DaemonError> {
+    let (Some(l), Some(feed)) = (listener, feed) else { return Ok(None) };
+    let parts =
+        crate::admin::AdminParts { control, feed, bin_seconds: cfg.record.bin_seconds, recording: cfg.record.enabled };
+    Ok(Some(crate::admin::spawn(l, &cfg.admin, parts)?))
+}
+
 fn control_token(cfg: &ServeConfig) -> Option<String> {
     (!cfg.control.token.is_empty()).then(|| cfg.control.token.clone())
 }
@@ -258,10 +284,9 @@ impl Daemon {
     pub fn start(cfg: &ServeConfig, model: ModelFile, ctx: &zmq::Context) -> Result<Daemon, DaemonError> {
         let counters = Arc::new(LoopCounters::default());
         let lists = allowlists(cfg);
-        let zap = if lists.is_empty() {
-            None
-        } else {
-            Some(ZapHandler::start(ctx, lists, counters.connections_refused.clone())?)
+        let zap = match lists.is_empty() {
+            true => None,
+            false => Some(ZapHandler::start(ctx, lists, counters.connections_refused.clone())?),
         };
         let frontend = FrontendSlot::default();
         let socks = open_sockets(cfg, &model, ctx, frontend.clone())?;
@@ -271,11 +296,9 @@ impl Daemon {
         let (closed_tx, closed_rx) = bounded::<ClosedSession>(1024);
         let rotate = Arc::new(AtomicBool::new(false));
         let (link, recorder) = start_recorder(cfg, &model, &counters, closed_tx, rotate.clone(), frontend)?;
-
         let (control, control_rx) = bounded::<LoopCommand>(4);
-        let kernel = Box::new(StepKernel::new(model.model.clone()));
         let mut eng = Engine::new(
-            kernel,
+            Box::new(StepKernel::new(model.model.clone())),
             model.meta.id.clone(),
             engine_settings(cfg),
             counters.clone(),
@@ -288,9 +311,8 @@ impl Daemon {
             eng.set_feed(tx);
             rx
         });
-        let lp = DecodeLoop::new(socks.source, eng, control_rx, shutdown.clone());
-        let decode = spawn_decode(lp, cfg.decode.cpu_core)?;
-
+        let decode =
+            spawn_decode(DecodeLoop::new(socks.source, eng, control_rx, shutdown.clone()), cfg.decode.cpu_core)?;
         let model_id = Arc::new(std::sync::Mutex::new(model.meta.id.clone()));
         let retrainer = retrain::RetrainHandle::start(
             cfg,
@@ -302,7 +324,6 @@ impl Daemon {
             rotate,
         )
         .map_err(|source| DaemonError::Thread { name: "retrainer", source })?;
-        let control_stop = Arc::new(AtomicBool::new(false));
         let info = control::ControlInfo {
             channels: model.model.spec.channels,
             outputs: model.model.spec.dz,
@@ -312,27 +333,9 @@ impl Daemon {
             models_dir: cfg.model.models_dir.clone(),
         };
         let ctl = Arc::new(control::Control::new(info, counters.clone(), retrain::actions(retrainer.as_ref())));
-        let (control_thread, control_endpoint) = match socks.control {
-            Some((rep, ep)) => {
-                let h = control::spawn(rep, ctl.clone(), control_token(cfg), control_stop.clone())
-                    .map_err(|source| DaemonError::Thread { name: "control", source })?;
-                (Some(h), Some(ep))
-            }
-            None => (None, None),
-        };
-        let admin = match (socks.admin, feed) {
-            (Some(l), Some(feed)) => {
-                let parts = crate::admin::AdminParts {
-                    control: ctl,
-                    feed,
-                    bin_seconds: cfg.record.bin_seconds,
-                    recording: cfg.record.enabled,
-                };
-                Some(crate::admin::spawn(l, &cfg.admin, parts)?)
-            }
-            _ => None,
-        };
-        let admin_addr = admin.as_ref().map(|a| a.addr);
+        let control_stop = Arc::new(AtomicBool::new(false));
+        let (control_thread, control_endpoint) = spawn_control(cfg, socks.control, &ctl, &control_stop)?;
+        let admin = spawn_admin(cfg, socks.admin, feed, ctl)?;
         info!(source = %cfg.ingest.kind, ingest = %ingest_endpoint, publish = %publish_endpoint, model = %model.meta.id,
             channels = model.model.spec.channels, outputs = model.model.spec.dz, recording = cfg.record.enabled, "Daemon started.");
         Ok(Daemon {
@@ -343,8 +346,8 @@ impl Daemon {
             retrainer,
             control_thread,
             control_stop,
+            admin_addr: admin.as_ref().map(|a| a.addr),
             admin,
-            admin_addr,
             control_endpoint,
             counters,
             control,
@@ -376,7 +379,7 @@ impl Daemon {
             Some(Ok(s)) => s.latency,
             _ => {
                 warn!("Decode loop panicked.");
-                stats::LatencySummary::default()
+                crate::latency::LatencySummary::default()
             }
         };
         // The loop dropped its recorder sender: the recorder drains and closes.

@@ -65,6 +65,24 @@ pub fn pin_current_thread(core: usize) -> std::io::Result<()> {
     }
 }
 
+/// Bytes available to an unprivileged writer on the file system holding `dir`.
+pub fn free_bytes(dir: &std::path::Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call;
+    // statvfs writes only into the zeroed plain-data struct we pass.
+    let (rc, st) = unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        (libc::statvfs(c.as_ptr(), &mut st), st)
+    };
+    if rc == 0 {
+        Ok(st.f_bavail * st.f_frsize)
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,23 +110,5 @@ mod tests {
         .unwrap();
         assert!(inner);
         assert!(!current_thread_is_sched_idle());
-    }
-}
-
-/// Bytes available to an unprivileged writer on the file system holding `dir`.
-pub fn free_bytes(dir: &std::path::Path) -> std::io::Result<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
-    // SAFETY: `c` is a valid NUL-terminated string that outlives the call;
-    // statvfs writes only into the zeroed plain-data struct we pass.
-    let (rc, st) = unsafe {
-        let mut st: libc::statvfs = std::mem::zeroed();
-        (libc::statvfs(c.as_ptr(), &mut st), st)
-    };
-    if rc == 0 {
-        Ok(st.f_bavail * st.f_frsize)
-    } else {
-        Err(std::io::Error::last_os_error())
     }
 }

@@ -13,6 +13,7 @@ use hdrhistogram::Histogram;
 use tracing::{error, info};
 
 use super::telemetry::{LatencyBuckets, SessionGauge};
+use crate::latency::{histogram as latency_histogram, LatencySummary};
 use crate::wire::DropReason;
 
 /// Live counters of one daemon.
@@ -136,37 +137,6 @@ impl LoopCounters {
     }
 }
 
-/// Receive → publish latency in nanoseconds, 1 ns .. 60 s, 3 significant digits.
-pub fn latency_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("invariant: static histogram bounds are valid")
-}
-
-/// `p50/p99/p99.9/max` of a histogram in microseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
-pub struct LatencySummary {
-    pub count: u64,
-    pub p50_us: f64,
-    pub p99_us: f64,
-    pub p999_us: f64,
-    pub max_us: f64,
-}
-
-impl LatencySummary {
-    /// Summarises a nanosecond histogram.
-    pub fn of(h: &Histogram<u64>) -> Self {
-        if h.is_empty() {
-            return Self::default();
-        }
-        Self {
-            count: h.len(),
-            p50_us: h.value_at_quantile(0.5) as f64 / 1e3,
-            p99_us: h.value_at_quantile(0.99) as f64 / 1e3,
-            p999_us: h.value_at_quantile(0.999) as f64 / 1e3,
-            max_us: h.max() as f64 / 1e3,
-        }
-    }
-}
-
 /// The loop's latency histograms, prediction-error sums and the periodic
 /// `Decode stats.` line. Recording is allocation-free; only the line
 /// (every `stats.interval_s`) formats strings.
@@ -284,18 +254,5 @@ mod tests {
         assert_eq!(s.dropped(DropReason::NonFinite), 1);
         assert_eq!(s.dropped(DropReason::Truncated), 0);
         assert_eq!(s.dropped_total(), 3);
-    }
-
-    #[test]
-    fn latency_summary_percentiles() {
-        let mut h = latency_histogram();
-        for v in 1..=1000u64 {
-            h.record(v * 1000).unwrap();
-        }
-        let s = LatencySummary::of(&h);
-        assert_eq!(s.count, 1000);
-        assert!((s.p50_us - 500.0).abs() < 1.0, "{s:?}");
-        assert!((s.p99_us - 990.0).abs() < 1.5, "{s:?}");
-        assert!((s.max_us - 1000.0).abs() < 1.0, "{s:?}");
     }
 }

@@ -42,8 +42,8 @@ use crate::matrix::Matrix;
 use crate::model::train::TrainSet;
 
 mod append;
-pub mod nwb;
 pub mod child;
+pub mod nwb;
 mod read;
 mod write;
 

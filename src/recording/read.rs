@@ -20,6 +20,75 @@ use super::{
 };
 use crate::matrix::Matrix;
 
+/// `bin_seconds` (required, > 0) and `format_version` (optional, known) of a session file.
+fn read_header(file: &hdf5::File, path: &Path) -> Result<f64, RecordingError> {
+    let Some(bin_seconds) = read_number_attr(file, path, "bin_seconds")? else {
+        return Err(bad_attr(path, "bin_seconds", "is missing; expected the bin width in seconds (> 0)"));
+    };
+    check_bin_seconds(path, bin_seconds)?;
+    if let Some(v) = read_number_attr(file, path, "format_version")? {
+        if v != FORMAT_VERSION as f64 {
+            let why = format!("is {v}; this reader understands format_version {FORMAT_VERSION} only");
+            return Err(bad_attr(path, "format_version", &why));
+        }
+    }
+    Ok(bin_seconds)
+}
+
+/// The `bins × channels` observation dataset `name` (required, non-empty).
+fn read_spikes(file: &hdf5::File, path: &Path, name: &str) -> Result<Matrix, RecordingError> {
+    let ds = open_dataset(file, path, name)?
+        .ok_or_else(|| RecordingError::MissingDataset { path: path.to_path_buf(), dataset: name.to_string() })?;
+    let shape = expect_rank(&ds, path, name, 2)?;
+    if shape[0] == 0 || shape[1] == 0 {
+        return Err(RecordingError::Empty { path: path.to_path_buf(), dataset: name.to_string(), shape });
+    }
+    Ok(Matrix::from_vec(shape[0], shape[1], read_as_f32(&ds, path, name)?))
+}
+
+type Behavior = (Option<Matrix>, Option<Vec<bool>>);
+
+/// Behaviour `names.behavior` with its validity mask `names.valid`, both
+/// optional, `n_bins` rows each. Only the default behaviour path may be absent.
+fn read_behavior(
+    file: &hdf5::File,
+    path: &Path,
+    names: &DatasetNames,
+    n_bins: usize,
+) -> Result<Behavior, RecordingError> {
+    let bpath = names.behavior.as_str();
+    let ds = match open_dataset(file, path, bpath)? {
+        Some(ds) => ds,
+        None if key(bpath) == key(DEFAULT_BEHAVIOR_PATH) => return Ok((None, None)),
+        None => return Err(RecordingError::MissingDataset { path: path.to_path_buf(), dataset: bpath.to_string() }),
+    };
+    let bshape = expect_rank(&ds, path, bpath, 2)?;
+    expect_rows(path, bpath, n_bins, bshape[0])?;
+    let b = Matrix::from_vec(bshape[0], bshape[1], read_as_f32(&ds, path, bpath)?);
+    let valid = match open_dataset(file, path, &names.valid)? {
+        None => None,
+        Some(vds) => {
+            let vshape = expect_rank(&vds, path, &names.valid, 1)?;
+            expect_rows(path, &names.valid, n_bins, vshape[0])?;
+            Some(read_mask(&vds, path, &names.valid)?)
+        }
+    };
+    Ok((Some(b), valid))
+}
+
+/// An optional one-dimensional f64 dataset of `n_bins` rows.
+fn read_optional_column(
+    file: &hdf5::File,
+    path: &Path,
+    name: &str,
+    n_bins: usize,
+) -> Result<Option<Vec<f64>>, RecordingError> {
+    let Some(ds) = open_dataset(file, path, name)? else { return Ok(None) };
+    let shape = expect_rank(&ds, path, name, 1)?;
+    expect_rows(path, name, n_bins, shape[0])?;
+    Ok(Some(read_as_f64(&ds, path, name)?))
+}
+
 impl Recording {
     /// Reads and validates a session file (see the module docs for the
     /// layout), or an NWB file (see [`super::nwb`]).
@@ -35,74 +104,21 @@ impl Recording {
             return Ok(rec);
         }
 
-        let bin_seconds = match read_number_attr(&file, path, "bin_seconds")? {
-            None => return Err(bad_attr(path, "bin_seconds", "is missing; expected the bin width in seconds (> 0)")),
-            Some(v) => v,
-        };
-        check_bin_seconds(path, bin_seconds)?;
-        if let Some(v) = read_number_attr(&file, path, "format_version")? {
-            if v != FORMAT_VERSION as f64 {
-                return Err(bad_attr(
-                    path,
-                    "format_version",
-                    &format!("is {v}; this reader understands format_version {FORMAT_VERSION} only"),
-                ));
-            }
-        }
-
+        let bin_seconds = read_header(&file, path)?;
         let spikes_name = opts.spikes_path.as_str();
-        let spikes_ds = open_dataset(&file, path, spikes_name)?.ok_or_else(|| RecordingError::MissingDataset {
-            path: path.to_path_buf(),
-            dataset: spikes_name.to_string(),
-        })?;
-        let shape = expect_rank(&spikes_ds, path, spikes_name, 2)?;
-        if shape[0] == 0 || shape[1] == 0 {
-            return Err(RecordingError::Empty { path: path.to_path_buf(), dataset: spikes_name.to_string(), shape });
-        }
-        let data = read_as_f32(&spikes_ds, path, spikes_name)?;
-        let spikes = Matrix::from_vec(shape[0], shape[1], data);
+        let spikes = read_spikes(&file, path, spikes_name)?;
         let n_bins = spikes.rows;
-
         let mut names = DatasetNames::for_write();
         names.spikes = spikes_name.to_string();
-
         let (behavior, behavior_valid) = match &opts.behavior_path {
             None => (None, None),
             Some(bpath) => {
                 names.behavior = bpath.clone();
                 names.valid = format!("{bpath}{VALID_SUFFIX}");
-                match open_dataset(&file, path, bpath)? {
-                    None if key(bpath) == key(DEFAULT_BEHAVIOR_PATH) => (None, None),
-                    None => {
-                        return Err(RecordingError::MissingDataset { path: path.to_path_buf(), dataset: bpath.clone() })
-                    }
-                    Some(ds) => {
-                        let bshape = expect_rank(&ds, path, bpath, 2)?;
-                        expect_rows(path, bpath, n_bins, bshape[0])?;
-                        let b = Matrix::from_vec(bshape[0], bshape[1], read_as_f32(&ds, path, bpath)?);
-                        let valid = match open_dataset(&file, path, &names.valid)? {
-                            None => None,
-                            Some(vds) => {
-                                let vshape = expect_rank(&vds, path, &names.valid, 1)?;
-                                expect_rows(path, &names.valid, n_bins, vshape[0])?;
-                                Some(read_mask(&vds, path, &names.valid)?)
-                            }
-                        };
-                        (Some(b), valid)
-                    }
-                }
+                read_behavior(&file, path, &names, n_bins)?
             }
         };
-
-        let timestamps = match open_dataset(&file, path, TIMESTAMPS_PATH)? {
-            None => None,
-            Some(ds) => {
-                let tshape = expect_rank(&ds, path, TIMESTAMPS_PATH, 1)?;
-                expect_rows(path, TIMESTAMPS_PATH, n_bins, tshape[0])?;
-                Some(read_as_f64(&ds, path, TIMESTAMPS_PATH)?)
-            }
-        };
-
+        let timestamps = read_optional_column(&file, path, TIMESTAMPS_PATH, n_bins)?;
         let rec = Recording { spikes, behavior, behavior_valid, timestamps, bin_seconds };
         rec.validate_at(path, &names)?;
         Ok(rec)

@@ -334,6 +334,23 @@ fn reach_rates(vel: &[[f64; 2]], t: usize, neurons: &[ReachNeuron], rng: &mut Si
     rates
 }
 
+/// A simulated session: counts and fully labelled behaviour, 20 ms bins.
+pub(super) fn labelled_session(spikes: Matrix, behavior: Matrix) -> Recording {
+    let t = spikes.rows;
+    Recording {
+        spikes,
+        behavior: Some(behavior),
+        behavior_valid: None,
+        timestamps: Some(timestamps(t)),
+        bin_seconds: SIM_BIN_SECONDS,
+    }
+}
+
+/// The first `t` velocities as a `t × 2` behaviour matrix.
+pub(super) fn velocity_matrix(vel: &[[f64; 2]], t: usize) -> Matrix {
+    Matrix::from_vec(t, 2, vel[..t].iter().flat_map(|v| [v[0] as f32, v[1] as f32]).collect())
+}
+
 /// Random-target reaching session: behaviour = 2-D hand velocity (units of
 /// 20 cm/s, peaks around 1), spikes from `p.channels` Poisson neurons that
 /// lead the movement by 60–100 ms.
@@ -344,14 +361,7 @@ pub fn simulate_reach(p: &SimParams) -> Recording {
     let neurons = reach_neurons(&mut SimRng::new(p.array_seed, STREAM_NEURONS), channels);
     let rates = reach_rates(&vel, t, &neurons, &mut SimRng::new(p.seed, STREAM_NOISE));
     let spikes = sample_counts(&rates, &mut SimRng::new(p.seed, STREAM_SPIKES));
-    let behavior = Matrix::from_vec(t, 2, vel[..t].iter().flat_map(|v| [v[0] as f32, v[1] as f32]).collect());
-    Recording {
-        spikes,
-        behavior: Some(behavior),
-        behavior_valid: None,
-        timestamps: Some(timestamps(t)),
-        bin_seconds: SIM_BIN_SECONDS,
-    }
+    labelled_session(spikes, velocity_matrix(&vel, t))
 }
 
 // ---------------------------------------------------------------------------
@@ -432,13 +442,7 @@ pub fn simulate_lorenz(p: &SimParams) -> Recording {
     }
     let spikes = sample_counts(&rates, &mut SimRng::new(p.seed, STREAM_SPIKES));
     let behavior = Matrix::from_vec(t, 3, states.iter().flat_map(|s| s.map(|x| x as f32)).collect());
-    Recording {
-        spikes,
-        behavior: Some(behavior),
-        behavior_valid: None,
-        timestamps: Some(timestamps(t)),
-        bin_seconds: SIM_BIN_SECONDS,
-    }
+    labelled_session(spikes, behavior)
 }
 
 #[cfg(test)]

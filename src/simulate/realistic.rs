@@ -19,8 +19,8 @@
 //! properties depend only on `array_seed`; counts are non-negative integers.
 #![forbid(unsafe_code)]
 
-use super::{ar1, n_bins, timestamps, SimParams, SimRng, MAX_RATE_HZ, SIM_BIN_SECONDS, STREAM_KINEMATICS};
-use super::{STREAM_NEURONS, STREAM_NOISE, STREAM_SPIKES};
+use super::{ar1, labelled_session, n_bins, velocity_matrix, SimParams, SimRng, MAX_RATE_HZ, SIM_BIN_SECONDS};
+use super::{STREAM_KINEMATICS, STREAM_NEURONS, STREAM_NOISE, STREAM_SPIKES};
 use crate::matrix::Matrix;
 use crate::recording::Recording;
 
@@ -279,14 +279,7 @@ pub fn simulate_reach_realistic(p: &SimParams) -> Recording {
     let slow = slow_terms(&mut SimRng::new(p.seed, STREAM_SLOW), t, &neurons);
     let rates = rates((&pos, &vel), t, &neurons, &slow, &mut SimRng::new(p.seed, STREAM_NOISE));
     let spikes = counts(&rates, &neurons, &mut SimRng::new(p.seed, STREAM_SPIKES));
-    let behavior = Matrix::from_vec(t, 2, vel[..t].iter().flat_map(|v| [v[0] as f32, v[1] as f32]).collect());
-    Recording {
-        spikes,
-        behavior: Some(behavior),
-        behavior_valid: None,
-        timestamps: Some(timestamps(t)),
-        bin_seconds: SIM_BIN_SECONDS,
-    }
+    labelled_session(spikes, velocity_matrix(&vel, t))
 }
 
 #[cfg(test)]

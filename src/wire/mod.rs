@@ -162,6 +162,13 @@ pub struct Header {
 }
 
 impl Header {
+    /// The header of an outgoing frame carrying `n_values` values of
+    /// `channels` each (`samples = n_values / channels`), no flags.
+    pub fn for_values(dtype: Dtype, seq: u64, t_ns: u64, channels: u32, n_values: usize) -> Self {
+        let samples = (n_values / channels.max(1) as usize) as u32;
+        Self { version: VERSION, dtype, flags: 0, seq, t_ns, channels, samples }
+    }
+
     /// `channels × samples`, or `None` if that overflows `usize`.
     pub fn values_len(&self) -> Option<usize> {
         (self.channels as usize).checked_mul(self.samples as usize)

@@ -37,10 +37,9 @@ pub fn gather(files: &[PathBuf], opts: &ReadOptions, channels: usize, dz: usize)
     let mut skipped = Vec::new();
     for p in files {
         match Recording::read_checked(p, opts) {
-            Ok(rec) if rec.n_channels() != channels => skipped.push(skip(p, format!(
-                "{} channels, the live model has {channels}",
-                rec.n_channels()
-            ))),
+            Ok(rec) if rec.n_channels() != channels => {
+                skipped.push(skip(p, format!("{} channels, the live model has {channels}", rec.n_channels())))
+            }
             Ok(rec) => {
                 let labelled = rec.labelled_bins();
                 if labelled == 0 || rec.n_behavior() != dz {

@@ -227,7 +227,8 @@ impl Retrainer {
         if self.live_gen.is_none() {
             let mut mf = self.live.clone();
             let first = Decision::new(Verdict::Accepted, "start");
-            mf.meta.decision = Some(Decision { reason: Some("initial model of this models directory".into()), ..first }.to_json());
+            mf.meta.decision =
+                Some(Decision { reason: Some("initial model of this models directory".into()), ..first }.to_json());
             match self.store.add(&mut mf) {
                 Ok(g) => self.live_gen = Some(g),
                 Err(e) => {

@@ -140,7 +140,6 @@ mod tests {
         assert!(b.spike(1, 31, t, &mut emit));
         b.tick(t, &mut emit); // clock 31: bins 0 and 1 close (end + 5 <= 31)
         assert!(!b.spike(0, 8, t, &mut emit), "bin 0 is already out");
-        drop(emit);
         assert_eq!(out, vec![(0, vec![1.0, 0.0]), (1, vec![1.0, 1.0])]);
     }
 

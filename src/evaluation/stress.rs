@@ -11,8 +11,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::eval::DecoderScore;
-use super::UsageError;
+use super::DecoderScore;
 use crate::baselines::KalmanDecoder;
 use crate::matrix::Matrix;
 use crate::metrics::Metrics;
@@ -62,21 +61,29 @@ pub struct MissingScore {
     pub kalman_on_dropped: Option<DecoderScore>,
 }
 
+/// A forecast horizon or drop setting out of range, naming the option.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct StressOptionError(pub String);
+
 /// Checks `--forecast` horizons (each in `1..=MAX_HORIZON`).
-pub fn check_horizons(h: &[usize]) -> Result<(), UsageError> {
+pub fn check_horizons(h: &[usize]) -> Result<(), StressOptionError> {
     match h.iter().find(|&&k| k == 0 || k > MAX_HORIZON) {
-        Some(k) => Err(UsageError(format!("--forecast {k}: expected horizons in bins, each 1..={MAX_HORIZON}"))),
+        Some(k) => Err(StressOptionError(format!("--forecast {k}: expected horizons in bins, each 1..={MAX_HORIZON}"))),
         None => Ok(()),
     }
 }
 
 /// Checks `--drop-rate` (in `[0, 1)`) and `--drop-burst` (`1..=100000`).
-pub fn check_drop(d: &DropSpec) -> Result<(), UsageError> {
+pub fn check_drop(d: &DropSpec) -> Result<(), StressOptionError> {
     if !(d.rate.is_finite() && (0.0..1.0).contains(&d.rate)) {
-        return Err(UsageError(format!("--drop-rate {}: expected a share of bins in [0, 1)", d.rate)));
+        return Err(StressOptionError(format!("--drop-rate {}: expected a share of bins in [0, 1)", d.rate)));
     }
     if d.burst == 0 || d.burst > 100_000 {
-        return Err(UsageError(format!("--drop-burst {}: expected a burst length in bins, 1..=100000", d.burst)));
+        return Err(StressOptionError(format!(
+            "--drop-burst {}: expected a burst length in bins, 1..=100000",
+            d.burst
+        )));
     }
     Ok(())
 }
