@@ -324,29 +324,46 @@ fn bad_config_is_refused_at_start_with_exit_code_64() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no/such/model.safetensors"));
 }
 
+/// An independent Python client (tests/pyclient.py) streams the demo bins
+/// with one seq missing; every decoded value must equal offline decoding
+/// (`eval`'s for the bins before the gap), and every output must echo the
+/// `t_ns` of its input (an imputed one: that of the bin that revealed the gap).
 #[test]
 fn python_client_speaks_the_protocol() {
     let dir = tempfile::tempdir().unwrap();
+    let (n, skip) = (300usize, 150usize);
+    let (mf, rec) = demo(n);
     let mut serve = spawn_serve(dir.path(), &["--no-record"]);
     let ctx = zmq::Context::new();
     let st = wait_status(&ctx, &serve.control, |v| v["ok"] == true);
     let publish = st["publish"].as_str().unwrap().to_string();
     let out = Command::new("python3")
         .arg("tests/pyclient.py")
-        .args([&serve.ingest, &publish, "300", &st["channels"].to_string()])
+        .args([&serve.ingest, &publish, &serve.control, common::DATA, &n.to_string(), &skip.to_string()])
         .output()
-        .expect("python3 must be installed (scripts/setup.sh installs pyzmq and numpy)");
+        .expect("python3 must be installed (scripts/setup.sh installs pyzmq, numpy and h5py)");
     let _ = sigterm(&mut serve.child);
-    assert!(
-        out.status.success(),
-        "python client failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "python client failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(j["received"], 300);
-    assert_eq!(j["in_order"], true);
-    assert_eq!(j["imputed"], 1, "{j}");
+    let outputs = j["outputs"].as_array().unwrap();
+    assert_eq!(outputs.len(), n);
+
+    let want = offline(&mf, &rec, |t| t == skip);
+    let eval = alternator::evaluation::evaluate(&mf, &rec.slice_bins(0, skip), &[], 10).unwrap().decoded;
+    let sent_t_ns = j["sent_t_ns"].as_array().unwrap();
+    for (k, o) in outputs.iter().enumerate() {
+        assert_eq!(o["seq"], k as u64);
+        let bits: Vec<u32> = o["value_bits"].as_array().unwrap().iter().map(|b| b.as_u64().unwrap() as u32).collect();
+        let offline_bits: Vec<u32> = want.row(k).iter().map(|v| v.to_bits()).collect();
+        assert_eq!(bits, offline_bits, "seq {k}: decoded values differ from offline decoding");
+        if k < skip {
+            assert_eq!(bits, eval.row(k).iter().map(|v| v.to_bits()).collect::<Vec<u32>>(), "seq {k} against eval");
+        }
+        assert_eq!(o["flags"].as_u64().unwrap() & u64::from(FLAG_IMPUTED) != 0, k == skip, "seq {k}: {o}");
+        let revealed_by = if k == skip { k + 1 } else { k };
+        assert_eq!(o["t_ns"], sent_t_ns[revealed_by], "seq {k}: t_ns not echoed");
+    }
 }
 
 #[test]

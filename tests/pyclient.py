@@ -1,15 +1,20 @@
-"""An independent protocol-v1 client in Python (pyzmq + numpy), run by the
-test suite: publishes binned counts like a rig, skips one seq to see an
-imputed output, and checks the decoded frames that come back.
+"""An independent protocol-v1 client in Python (pyzmq + numpy + h5py), run by
+the test suite: publishes the first N bins of a recording like a rig (u16
+counts), leaves out seq SKIP so the daemon must impute it, and reports every
+decoded frame that comes back, for the test to compare with offline decoding.
 
-usage: pyclient.py INGEST_ENDPOINT PUBLISH_ENDPOINT N CHANNELS
-prints a JSON summary; exits non-zero on any protocol violation.
+usage: pyclient.py INGEST PUBLISH CONTROL RECORDING.h5 N SKIP
+prints JSON: {"sent_t_ns": [t_ns per seq, null for SKIP],
+              "outputs": [{"seq", "flags", "t_ns", "value_bits"}, ...]}
+(value_bits: the decoded f32 values as their IEEE-754 bit patterns, so the
+comparison is exact); exits non-zero on any protocol violation.
 """
 import json
 import struct
 import sys
 import time
 
+import h5py
 import numpy as np
 import zmq
 
@@ -17,8 +22,55 @@ HEADER = struct.Struct("<4sBBHQQII")  # magic, version, dtype, flags, seq, t_ns,
 F32, U16 = 1, 2
 
 
+def wait_for_output_subscription(ctx, control):
+    """Polls the daemon's `status` until our SUB socket's subscription has reached it."""
+    req = ctx.socket(zmq.REQ)
+    req.connect(control)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        req.send(b"status")
+        if json.loads(req.recv())["counters"]["subscriptions"] >= 1:
+            return
+        time.sleep(0.02)
+    sys.exit("our subscription never reached the daemon's publish socket")
+
+
+def send_bins(pub, counts, skip):
+    """Sends every bin but `skip`; returns the t_ns sent per seq (None for `skip`)."""
+    sent = []
+    for seq, row in enumerate(counts):
+        if seq == skip:
+            sent.append(None)  # a lost bin: the daemon must impute it
+            continue
+        t_ns = time.monotonic_ns()
+        body = HEADER.pack(b"ALTR", 1, U16, 0, seq, t_ns, len(row), 1) + row.astype("<u2").tobytes()
+        pub.send_multipart([b"spikes", body])
+        sent.append(t_ns)
+    return sent
+
+
+def receive(sub, n):
+    outputs = []
+    deadline = time.time() + 20
+    while len(outputs) < n and time.time() < deadline:
+        if not sub.poll(1000):
+            continue
+        topic, body = sub.recv_multipart()
+        magic, version, dtype, flags, seq, t_ns, ch, samples = HEADER.unpack_from(body)
+        assert topic == b"decoded" and magic == b"ALTR" and version == 1 and dtype == F32 and samples == 1, body[:32]
+        values = np.frombuffer(body, dtype="<f4", offset=HEADER.size)
+        assert len(values) == ch and np.all(np.isfinite(values)), values
+        bits = values.view("<u4").tolist()
+        outputs.append({"seq": seq, "flags": flags, "t_ns": t_ns, "value_bits": bits})
+    return outputs
+
+
 def main():
-    ingest, publish, n, channels = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    ingest, publish, control, recording = sys.argv[1:5]
+    n, skip = int(sys.argv[5]), int(sys.argv[6])
+    with h5py.File(recording, "r") as f:
+        counts = f["spikes"][:n]
+    assert np.all(counts == np.round(counts)) and counts.min() >= 0, "counts must be whole and non-negative"
     ctx = zmq.Context()
     sub = ctx.socket(zmq.SUB)
     sub.connect(publish)
@@ -29,29 +81,11 @@ def main():
     if not pub.poll(10000):
         sys.exit("no subscription from the daemon")
     pub.recv()
-    time.sleep(0.3)  # let our own SUB finish connecting to the daemon's PUB
-    rng = np.random.default_rng(0)
-    skip = n // 2
-    for seq in range(n):
-        if seq == skip:
-            continue  # a lost bin: the daemon must impute it
-        counts = rng.poisson(3.0, channels).astype("<u2")
-        body = HEADER.pack(b"ALTR", 1, U16, 0, seq, time.monotonic_ns(), channels, 1) + counts.tobytes()
-        pub.send_multipart([b"spikes", body])
-    seqs, imputed = [], 0
-    deadline = time.time() + 20
-    while len(seqs) < n and time.time() < deadline:
-        if not sub.poll(1000):
-            continue
-        topic, body = sub.recv_multipart()
-        magic, version, dtype, flags, seq, t_ns, ch, samples = HEADER.unpack_from(body)
-        assert topic == b"decoded" and magic == b"ALTR" and version == 1 and dtype == F32 and samples == 1, body[:32]
-        values = np.frombuffer(body, dtype="<f4", offset=HEADER.size)
-        assert len(values) == ch and np.all(np.isfinite(values)), values
-        imputed += flags & 1
-        seqs.append(seq)
-    print(json.dumps({"received": len(seqs), "in_order": seqs == list(range(n)), "imputed": imputed}))
-    sys.exit(0 if seqs == list(range(n)) else 1)
+    wait_for_output_subscription(ctx, control)
+    sent = send_bins(pub, counts, skip)
+    outputs = receive(sub, n)
+    print(json.dumps({"sent_t_ns": sent, "outputs": outputs}))
+    sys.exit(0 if [o["seq"] for o in outputs] == list(range(n)) else 1)
 
 
 if __name__ == "__main__":

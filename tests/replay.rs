@@ -184,3 +184,86 @@ fn replaying_a_recorded_session_reproduces_its_outputs_bit_for_bit() {
     assert_eq!(live_c, recorded_outputs(&file_b));
     assert_eq!(live_c, live_b);
 }
+
+/// Bins `0..n` of the demo recording (20 ms bins, timestamps `i × 0.02` s)
+/// written as a plain recording (no `/seq`) to `dir/source.h5`.
+fn source_file(dir: &Path, n: usize) -> (PathBuf, Recording) {
+    let (_, rec) = demo(n);
+    let path = dir.join("source.h5");
+    rec.write(&path).unwrap();
+    (path, rec)
+}
+
+/// The bin count `replay` reports on its last line: "sent N bins (...".
+fn bins_sent(stdout: &str) -> u64 {
+    let n = stdout.rsplit("sent ").next().and_then(|s| s.split(' ').next()).and_then(|s| s.parse().ok());
+    n.unwrap_or_else(|| panic!("no \"sent N bins\" in {stdout:?}"))
+}
+
+#[test]
+fn from_and_to_send_exactly_the_bins_in_between() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, rec) = source_file(tmp.path(), 400);
+    let (mf, _) = demo(1);
+    let rig = Rig::start(&config(&tmp.path().join("sessions")), mf.clone());
+    let ctl = rig.daemon.control_endpoint.clone().unwrap();
+    // 2.01 s and 5.01 s fall inside bins 100 and 250, so the bins starting
+    // in [2.01 s, 5.01 s) are 101..=250 whatever the rounding of i × 0.02.
+    let args =
+        ["--endpoint", &rig.daemon.ingest_endpoint, "--control", &ctl, "--max", "--from", "2.01", "--to", "5.01"];
+    let out = replay_bin(&[&[src.to_str().unwrap()][..], &args].concat());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(bins_sent(&stdout), 150, "{stdout}");
+    rig.wait_outputs(150);
+    let (summary, got) = rig.finish();
+
+    let want = rec.slice_bins(101, 251);
+    assert_eq!(got.iter().map(|g| g.seq).collect::<Vec<u64>>(), (0..150).collect::<Vec<u64>>());
+    assert_eq!(summary.sessions.len(), 1, "{:?}", summary.sessions);
+    let back = Recording::read(&summary.sessions[0].path, &Default::default()).unwrap();
+    assert_eq!(back.spikes, want.spikes, "the session holds exactly bins 101..=250 of the source");
+    assert_eq!(back.behavior, want.behavior);
+    let decoded = common::offline(&mf, &want, |_| false);
+    assert_eq!(got.iter().flat_map(|g| g.values.clone()).collect::<Vec<f32>>(), decoded.data);
+}
+
+#[test]
+fn loop_wraps_to_the_from_bin_and_seq_keeps_counting() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, rec) = source_file(tmp.path(), 100);
+    let (mf, _) = demo(1);
+    let rig = Rig::start(&config(&tmp.path().join("sessions")), mf);
+    let ctl = rig.daemon.control_endpoint.clone().unwrap();
+    // Bins 26..=75 per pass (see the test above for the mid-bin bounds), at
+    // 20× the recorded pace: 1000 bins/s.
+    let child = Command::new(env!("CARGO_BIN_EXE_alternator"))
+        .args(["replay", src.to_str().unwrap(), "--endpoint", &rig.daemon.ingest_endpoint, "--control", &ctl])
+        .args(["--speed", "20", "--loop", "--from", "0.51", "--to", "1.51"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (per_pass, first) = (50usize, 26usize);
+    let wrapped = rig.daemon.counters.wait_until(Duration::from_secs(20), |c| c.bins_in >= 3 * per_pass as u64 + 25);
+    // Stop it as Ctrl-C would (also when the wait failed: it would loop forever).
+    let killed = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(wrapped && killed.success(), "the replay did not pass three times: {stdout}\n{stderr}");
+    assert!(out.status.success(), "replay --loop did not stop cleanly on SIGINT: {stdout}\n{stderr}");
+    let sent = bins_sent(&stdout);
+    rig.wait_outputs(sent);
+    let (summary, got) = rig.finish();
+
+    assert_eq!(got.len() as u64, sent);
+    assert!(got.iter().enumerate().all(|(k, g)| g.seq == k as u64), "seq keeps counting across passes");
+    assert!(got.iter().all(|g| g.flags == 0), "no restart, no gap: nothing reset or imputed");
+    assert_eq!(summary.sessions.len(), 1, "one stream, one session file: {:?}", summary.sessions);
+    let back = Recording::read(&summary.sessions[0].path, &Default::default()).unwrap();
+    assert_eq!(back.n_bins() as u64, sent);
+    for k in 0..back.n_bins() {
+        let i = first + k % per_pass;
+        assert_eq!(back.spikes.row(k), rec.spikes.row(i), "recorded bin {k} is source bin {i}");
+    }
+}

@@ -199,3 +199,106 @@ fn failed_runs_keep_the_live_model_and_skip_corrupt_files() {
     assert_eq!(st["model_id"], good.meta.id);
     let _ = rig.finish();
 }
+
+/// Training that finishes in a moment: these tests are about what starts a
+/// run, not about how good its candidate is.
+fn quick_training() -> TrainConfig {
+    TrainConfig { max_epochs: 1, max_seconds: Some(20.0), ..small_training() }
+}
+
+/// The (generation, status) rows of `alternator models list`'s table.
+fn listed(models_dir: &Path) -> Vec<(u64, String)> {
+    let out = models_cli(models_dir, &["list"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut lines = text.lines();
+    assert!(lines.next().is_some_and(|h| h.contains("gen") && h.contains("status")), "no header: {text}");
+    lines
+        .map(|l| {
+            let mut cols = l.split_whitespace();
+            let gen = cols.next().and_then(|g| g.parse().ok()).unwrap_or_else(|| panic!("bad row {l:?}"));
+            (gen, cols.next().unwrap_or_default().to_string())
+        })
+        .collect()
+}
+
+fn models_cli(models_dir: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_alternator"))
+        .arg("models")
+        .args(args)
+        .arg("--models-dir")
+        .arg(models_dir)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_timer_alone_starts_retraining_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (good, rec) = demo(1000);
+    let mut cfg = retrain_config(dir.path(), quick_training());
+    cfg.retrain.interval_s = 1;
+    assert_eq!(cfg.retrain.after_labelled_bins, 0, "the labelled-bin trigger is off");
+    let mut rig = Rig::start(&cfg, good);
+    stream(&mut rig, &rec, 0, 1000, None);
+    // No request is made: every run comes from the timer. (One that fires
+    // before the bins are on disk fails for lack of labelled data; the
+    // next one trains.)
+    let st = wait_for(&rig, "two timer runs, the last one trained", |s| {
+        let r = &s["retrain"];
+        r["runs"].as_u64().unwrap() >= 2 && r["running"] == false && r["last_decision"]["status"] != "failed"
+    });
+    assert_eq!(st["retrain"]["last_decision"]["trigger"], "interval", "{st}");
+    let store = ModelStore::new(&cfg.model.models_dir);
+    let candidates = &store.generations().unwrap()[1..];
+    assert!(!candidates.is_empty());
+    for &gen in candidates {
+        let decision = ModelFile::load(&store.path(gen)).unwrap().meta.decision.unwrap();
+        assert_eq!(decision["trigger"], "interval", "generation {gen}: {decision}");
+    }
+    let _ = rig.finish();
+}
+
+#[test]
+fn new_labelled_bins_alone_start_a_run_and_the_cli_rolls_back_the_running_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let (good, rec) = demo(1000);
+    let mut cfg = retrain_config(dir.path(), quick_training());
+    cfg.retrain.after_labelled_bins = 1000;
+    // Accept any candidate, so that two usable generations exist to roll back between.
+    cfg.retrain.min_improvement_r2 = -1e3;
+    assert_eq!(cfg.retrain.interval_s, 0, "the timer is off");
+    let mut rig = Rig::start(&cfg, good.clone());
+    stream(&mut rig, &rec, 0, 600, None);
+    wait_for(&rig, "600 labelled bins", |s| s["counters"]["behavior_in"] == 600);
+    // The retrainer looks at the count every 200 ms: give it several looks.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(status(&rig)["retrain"]["runs"], 0, "600 of 1000 labelled bins started a run");
+    stream(&mut rig, &rec, 600, 1000, None);
+    let st = wait_for(&rig, "a run after 1000 labelled bins", |s| {
+        s["retrain"]["runs"] == 1 && s["retrain"]["running"] == false
+    });
+    let d = &st["retrain"]["last_decision"];
+    assert_eq!(d["trigger"], "new labelled bins", "{st}");
+    assert_eq!(d["status"], "accepted", "{st}");
+    assert_ne!(st["model_id"], good.meta.id, "the candidate was swapped in");
+
+    let models = &cfg.model.models_dir;
+    assert_eq!(listed(models), [(1, "accepted".to_string()), (2, "live".to_string())]);
+    let ctl = rig.daemon.control_endpoint.clone().unwrap();
+    let out = models_cli(models, &["rollback", "1", "--control", &ctl]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains("running daemon at"), "{stdout}");
+    let st = status(&rig);
+    assert_eq!(st["model_id"], good.meta.id, "the running daemon switched back: {st}");
+    assert_eq!(st["retrain"]["live_generation"], 1);
+    assert_eq!(listed(models), [(1, "live".to_string()), (2, "accepted".to_string())]);
+
+    let out = models_cli(models, &["rollback", "7", "--control", ""]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(err.contains("generation 7"), "{err}");
+    rig.wait_outputs(1000);
+    let (_, got) = rig.finish();
+    assert_eq!(got.len(), 1000, "no bin missed through the run, the swap and the rollback");
+}

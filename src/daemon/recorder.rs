@@ -269,6 +269,23 @@ impl SessionFile {
         self.w.flush()
     }
 
+    /// Keeps the behaviour in `b` that belongs to bins of this file. A rig
+    /// sends a bin's behaviour after its observation, so at a rotation the
+    /// behaviour of the closing file's last bins comes in the batch that
+    /// opens the next file; without this they would be unlabelled in both.
+    fn adopt_late_behavior(&mut self, b: &RecordBatch) {
+        let (Some(&first), Some(&last)) = (self.seqs.first(), self.seqs.last()) else { return };
+        let d = b.beh_dims;
+        if b.starts_new_stream || d == 0 || d != self.beh_dims {
+            return;
+        }
+        for (i, &s) in b.beh_seq.iter().enumerate() {
+            if (first..=last).contains(&s) {
+                self.behavior.insert(s, b.beh_values[i * d..(i + 1) * d].to_vec());
+            }
+        }
+    }
+
     /// TTL events: `/event_seq` (bin), `/event_sample_num`, `/event_line`, `/event_state`.
     fn write_events(&mut self, events: &[RigEvent]) -> Result<(), RecordingError> {
         if !self.has_events {
@@ -425,6 +442,9 @@ impl Recorder {
             return;
         }
         if self.must_rotate(b) {
+            if let Some(f) = self.current.as_mut() {
+                f.adopt_late_behavior(b);
+            }
             self.close_current();
         }
         if let Err(why) = self.room_for(b) {
