@@ -7,7 +7,7 @@
 # restarted twice. At the end it reports bins sent / decoded / recorded
 # (must be equal), the daemon's latency per stats window (5 minutes), and
 # RSS and open file descriptors at the start, every minute (resources.csv)
-# and at the end.
+# and at the end (with the peak RSS of the whole run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MINUTES=${1:-60}
@@ -57,6 +57,7 @@ SERVE=$!
 sleep 3
 fds() { ls "/proc/$SERVE/fd" | wc -l; }
 rss() { awk '/VmRSS/ {print $2}' "/proc/$SERVE/status"; }
+peak() { awk '/VmHWM/ {print $2}' "/proc/$SERVE/status"; }
 echo "start: rss_kb=$(rss) fds=$(fds)" | tee "$OUT/resources.txt"
 echo "elapsed_s,rss_kb,fds" > "$OUT/resources.csv"
 ( start=$(date +%s)
@@ -78,7 +79,7 @@ run_rig "$third" "$OUT/rig-1.log"
 run_rig "$third" "$OUT/rig-2.log"
 run_rig "$((SECONDS_TOTAL - 2 * third))" "$OUT/rig-3.log"
 sleep 2
-echo "end:   rss_kb=$(rss) fds=$(fds)" | tee -a "$OUT/resources.txt"
+echo "end:   rss_kb=$(rss) fds=$(fds) peak_rss_kb=$(peak)" | tee -a "$OUT/resources.txt"
 kill -TERM "$SERVE"
 wait "$SERVE" || true
 kill "$SAMPLER" 2>/dev/null || true

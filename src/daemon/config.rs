@@ -178,6 +178,9 @@ pub struct StatsSection {
     pub interval_s: f64,
 }
 
+/// Smallest accepted `retrain.max_data_bytes` (1 MiB).
+pub const MIN_RETRAIN_DATA_BYTES: u64 = 1 << 20;
+
 /// Periodic retraining.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -194,6 +197,10 @@ pub struct RetrainSection {
     pub use_sessions: bool,
     /// At most this many of the most recent session files are used per run.
     pub max_session_files: usize,
+    /// At most this many bytes of spike data (bins × channels × 4) are
+    /// loaded per run, newest bins first; older bins and files are left out
+    /// so a long-running daemon's retraining memory stays bounded.
+    pub max_data_bytes: u64,
     /// Accept a candidate only if its held-out R² beats the live model's by this much.
     pub min_improvement_r2: f64,
     /// Fraction of the most recent labelled data held out for the gate.
@@ -247,6 +254,7 @@ impl Default for RetrainSection {
             recordings: Vec::new(),
             use_sessions: true,
             max_session_files: 50,
+            max_data_bytes: 256 << 20,
             min_improvement_r2: 0.01,
             holdout_fraction: 0.2,
             nice: 10,
@@ -327,6 +335,12 @@ impl ServeConfig {
         let r = &self.retrain;
         if r.use_sessions && r.max_session_files == 0 {
             e.push("retrain.max_session_files: must be > 0 when retrain.use_sessions = true".into());
+        }
+        if r.max_data_bytes < MIN_RETRAIN_DATA_BYTES {
+            e.push(format!(
+                "retrain.max_data_bytes: {} is too small to train on; expected >= {MIN_RETRAIN_DATA_BYTES}",
+                r.max_data_bytes
+            ));
         }
         if !(r.holdout_fraction > 0.0 && r.holdout_fraction < 0.9) {
             e.push(format!("retrain.holdout_fraction: {} must be in (0, 0.9)", r.holdout_fraction));

@@ -23,49 +23,26 @@ pub const LATENCY_BOUNDS_NS: [u64; LATENCY_BUCKETS] = latency_bounds();
 /// Number of finite buckets (one more, for slower bins, is implicit).
 pub const LATENCY_BUCKETS: usize = 20 + 15 + 10 + 10 + 6 + 5 + 12;
 
+/// The µs ranges (first, last, step) of the fine buckets, then the ms bounds.
+const FINE_US: [(u64, u64, u64); 6] = [(1, 20, 1), (22, 50, 2), (55, 100, 5), (110, 200, 10), (250, 500, 50), (600, 1000, 100)];
+const COARSE_MS: [u64; 12] = [2, 3, 5, 7, 10, 20, 50, 100, 200, 300, 500, 1000];
+
 const fn latency_bounds() -> [u64; LATENCY_BUCKETS] {
     let mut b = [0u64; LATENCY_BUCKETS];
-    let mut i = 0;
-    let mut us = 1;
-    while us <= 20 {
-        b[i] = us * 1000;
-        i += 1;
-        us += 1;
+    let (mut i, mut r) = (0, 0);
+    while r < FINE_US.len() {
+        let (first, last, step) = FINE_US[r];
+        let mut us = first;
+        while us <= last {
+            b[i] = us * 1000;
+            i += 1;
+            us += step;
+        }
+        r += 1;
     }
-    us = 22;
-    while us <= 50 {
-        b[i] = us * 1000;
-        i += 1;
-        us += 2;
-    }
-    us = 55;
-    while us <= 100 {
-        b[i] = us * 1000;
-        i += 1;
-        us += 5;
-    }
-    us = 110;
-    while us <= 200 {
-        b[i] = us * 1000;
-        i += 1;
-        us += 10;
-    }
-    us = 250;
-    while us <= 500 {
-        b[i] = us * 1000;
-        i += 1;
-        us += 50;
-    }
-    us = 600;
-    while us <= 1000 {
-        b[i] = us * 1000;
-        i += 1;
-        us += 100;
-    }
-    let ms: [u64; 12] = [2, 3, 5, 7, 10, 20, 50, 100, 200, 300, 500, 1000];
     let mut k = 0;
-    while k < ms.len() {
-        b[i] = ms[k] * 1_000_000;
+    while k < COARSE_MS.len() {
+        b[i] = COARSE_MS[k] * 1_000_000;
         i += 1;
         k += 1;
     }

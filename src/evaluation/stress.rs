@@ -99,7 +99,7 @@ pub fn drop_mask(bins: usize, d: &DropSpec) -> Vec<bool> {
     let mut mask = vec![false; bins];
     let mut is_dropped = rng.uniform() < d.rate;
     for (t, m) in mask.iter_mut().enumerate() {
-        if t >= phase && (t - phase) % burst == 0 {
+        if t >= phase && (t - phase).is_multiple_of(burst) {
             is_dropped = rng.uniform() < d.rate;
         }
         *m = is_dropped && d.rate > 0.0;

@@ -179,42 +179,59 @@ impl ProtocolV1Source {
     }
 
     fn on_spikes(&mut self, sink: &mut dyn Sink, recv_at: Instant) {
-        let frame = match Frame::parse(&self.body_msg, self.max_message_bytes) {
-            Ok(f) => f,
-            Err(e) => return sink.drop_one(e.reason()),
-        };
-        let c = sink.channels();
-        if frame.header.channels as usize != c {
-            return sink.drop_one(DropReason::WrongChannels);
-        }
-        for i in 0..frame.header.samples as usize {
-            let seq = frame.seq_of(i);
-            if frame.sample(i, &mut self.row[..c]).is_err() {
-                sink.drop_one(DropReason::Malformed);
-                continue;
-            }
-            sink.timestep(seq, frame.header.t_ns, &self.row[..c], recv_at);
-        }
+        on_spikes_frame(&self.body_msg, self.max_message_bytes, &mut self.row, sink, recv_at);
     }
 
     fn on_behavior(&mut self, sink: &mut dyn Sink, recv_at: Instant) {
-        let frame = match Frame::parse(&self.body_msg, self.max_message_bytes) {
-            Ok(f) => f,
-            Err(e) => return sink.drop_one(e.reason()),
-        };
-        let d = frame.header.channels as usize;
-        let expected = *self.behavior_dims.get_or_insert(if (1..=BEHAVIOR_MAX_DIMS).contains(&d) { d } else { 0 });
-        if d != expected || d == 0 {
-            return sink.drop_one(DropReason::WrongChannels);
+        let dims = &mut self.behavior_dims;
+        on_behavior_frame(&self.body_msg, self.max_message_bytes, &mut self.row, dims, sink, recv_at);
+    }
+}
+
+/// One observation frame (the checks and counters of protocol v1), shared by every transport carrying protocol-v1 frames.
+pub(crate) fn on_spikes_frame(body: &[u8], max_bytes: usize, row: &mut [f32], sink: &mut dyn Sink, recv_at: Instant) {
+    let frame = match Frame::parse(body, max_bytes) {
+        Ok(f) => f,
+        Err(e) => return sink.drop_one(e.reason()),
+    };
+    let c = sink.channels();
+    if frame.header.channels as usize != c {
+        return sink.drop_one(DropReason::WrongChannels);
+    }
+    for i in 0..frame.header.samples as usize {
+        if frame.sample(i, &mut row[..c]).is_err() {
+            sink.drop_one(DropReason::Malformed);
+            continue;
         }
-        for i in 0..frame.header.samples as usize {
-            let row = &mut self.row[..d];
-            if frame.sample(i, row).is_err() || row.iter().any(|v| !v.is_finite()) {
-                sink.drop_one(DropReason::NonFinite);
-                continue;
-            }
-            sink.behavior(frame.seq_of(i), row, recv_at);
+        sink.timestep(frame.seq_of(i), frame.header.t_ns, &row[..c], recv_at);
+    }
+}
+
+/// One behaviour frame (the checks and counters of protocol v1), shared by every transport carrying protocol-v1 frames.
+pub(crate) fn on_behavior_frame(
+    body: &[u8],
+    max_bytes: usize,
+    row: &mut [f32],
+    dims: &mut Option<usize>,
+    sink: &mut dyn Sink,
+    recv_at: Instant,
+) {
+    let frame = match Frame::parse(body, max_bytes) {
+        Ok(f) => f,
+        Err(e) => return sink.drop_one(e.reason()),
+    };
+    let d = frame.header.channels as usize;
+    let expected = *dims.get_or_insert(if (1..=BEHAVIOR_MAX_DIMS).contains(&d) { d } else { 0 });
+    if d != expected || d == 0 {
+        return sink.drop_one(DropReason::WrongChannels);
+    }
+    for i in 0..frame.header.samples as usize {
+        let row = &mut row[..d];
+        if frame.sample(i, row).is_err() || row.iter().any(|v| !v.is_finite()) {
+            sink.drop_one(DropReason::NonFinite);
+            continue;
         }
+        sink.behavior(frame.seq_of(i), row, recv_at);
     }
 }
 

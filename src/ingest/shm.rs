@@ -10,7 +10,7 @@
 //! optional bounded spin first, `spin_us`, then the event listener's timed
 //! wait); a sample is parsed in place in shared memory (no copy beyond the
 //! f32 row) and released before the next; every rejected frame is counted
-//! under the same [`DropReason`] as over ZeroMQ, and a rig that restarts at
+//! under the same [`DropReason`](crate::wire::DropReason) as over ZeroMQ, and a rig that restarts at
 //! seq 0 is handled by the engine's sequence rules exactly as there.
 //!
 //! The iceoryx2 objects are built with the `ipc_threadsafe` service variant:
@@ -25,8 +25,8 @@ use iceoryx2::prelude::*;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-use super::{Sink, Source, SourceError, BEHAVIOR_MAX_DIMS};
-use crate::wire::{DropReason, Frame, HEADER_LEN};
+use super::{protocol_v1, Sink, Source, SourceError, BEHAVIOR_MAX_DIMS};
+use crate::wire::HEADER_LEN;
 
 /// The iceoryx2 service variant used on both sides (ports are `Send`).
 pub type ShmService = ipc_threadsafe::Service;
@@ -230,7 +230,7 @@ impl ShmSource {
                     Ok(Some(sample)) => {
                         any = true;
                         let recv_at = Instant::now();
-                        on_behavior(
+                        protocol_v1::on_behavior_frame(
                             sample.payload(),
                             self.max_message_bytes,
                             &mut self.row,
@@ -250,7 +250,7 @@ impl ShmSource {
         match self.spikes.receive() {
             Ok(Some(sample)) => {
                 let recv_at = Instant::now();
-                on_spikes(sample.payload(), self.max_message_bytes, &mut self.row, sink, recv_at);
+                protocol_v1::on_spikes_frame(sample.payload(), self.max_message_bytes, &mut self.row, sink, recv_at);
                 true
             }
             Ok(None) => any,
@@ -259,53 +259,6 @@ impl ShmSource {
                 any
             }
         }
-    }
-}
-
-/// One observation frame (the checks and counters of protocol v1).
-fn on_spikes(body: &[u8], max_bytes: usize, row: &mut [f32], sink: &mut dyn Sink, recv_at: Instant) {
-    let frame = match Frame::parse(body, max_bytes) {
-        Ok(f) => f,
-        Err(e) => return sink.drop_one(e.reason()),
-    };
-    let c = sink.channels();
-    if frame.header.channels as usize != c {
-        return sink.drop_one(DropReason::WrongChannels);
-    }
-    for i in 0..frame.header.samples as usize {
-        if frame.sample(i, &mut row[..c]).is_err() {
-            sink.drop_one(DropReason::Malformed);
-            continue;
-        }
-        sink.timestep(frame.seq_of(i), frame.header.t_ns, &row[..c], recv_at);
-    }
-}
-
-/// One behaviour frame (the checks and counters of protocol v1).
-fn on_behavior(
-    body: &[u8],
-    max_bytes: usize,
-    row: &mut [f32],
-    dims: &mut Option<usize>,
-    sink: &mut dyn Sink,
-    recv_at: Instant,
-) {
-    let frame = match Frame::parse(body, max_bytes) {
-        Ok(f) => f,
-        Err(e) => return sink.drop_one(e.reason()),
-    };
-    let d = frame.header.channels as usize;
-    let expected = *dims.get_or_insert(if (1..=BEHAVIOR_MAX_DIMS).contains(&d) { d } else { 0 });
-    if d != expected || d == 0 {
-        return sink.drop_one(DropReason::WrongChannels);
-    }
-    for i in 0..frame.header.samples as usize {
-        let row = &mut row[..d];
-        if frame.sample(i, row).is_err() || row.iter().any(|v| !v.is_finite()) {
-            sink.drop_one(DropReason::NonFinite);
-            continue;
-        }
-        sink.behavior(frame.seq_of(i), row, recv_at);
     }
 }
 

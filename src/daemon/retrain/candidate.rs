@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::decision::{RetrainError, SkippedFile, UsedFile};
 use crate::model::file::DataSource;
@@ -32,19 +32,36 @@ pub struct Split {
 /// Reads `files` (each in a child process when running as the binary, so
 /// the recorder never waits on HDF5's lock behind this thread) and keeps
 /// those with `channels` inputs and `dz` labelled behaviour dimensions.
-pub fn gather(files: &[PathBuf], opts: &ReadOptions, channels: usize, dz: usize) -> (Vec<Usable>, Vec<SkippedFile>) {
+/// Files are read newest (last) first and at most `max_bytes` of spike data
+/// is kept: the file that crosses the budget keeps only its most recent
+/// bins and older files are not read at all. The result is in `files` order.
+pub fn gather(
+    files: &[PathBuf],
+    opts: &ReadOptions,
+    channels: usize,
+    dz: usize,
+    max_bytes: u64,
+) -> (Vec<Usable>, Vec<SkippedFile>) {
     let mut usable = Vec::new();
     let mut skipped = Vec::new();
-    for p in files {
+    let bin_bytes = (channels.max(1) * 4) as u64;
+    let mut budget_bins = (max_bytes / bin_bytes) as usize;
+    for (i, p) in files.iter().enumerate().rev() {
+        if budget_bins == 0 {
+            info!(left_out = i + 1, max_data_bytes = max_bytes, "Retraining data budget reached; older recordings not used in this run.");
+            break;
+        }
         match Recording::read_checked(p, opts) {
             Ok(rec) if rec.n_channels() != channels => {
                 skipped.push(skip(p, format!("{} channels, the live model has {channels}", rec.n_channels())))
             }
             Ok(rec) => {
+                let rec = newest_bins(rec, budget_bins, p);
                 let labelled = rec.labelled_bins();
                 if labelled == 0 || rec.n_behavior() != dz {
                     debug!(path = %p.display(), "No usable labelled bins; not used for retraining.");
                 } else {
+                    budget_bins -= rec.n_bins();
                     usable.push(Usable { path: p.clone(), rec, labelled });
                 }
             }
@@ -54,7 +71,17 @@ pub fn gather(files: &[PathBuf], opts: &ReadOptions, channels: usize, dz: usize)
             }
         }
     }
+    usable.reverse();
     (usable, skipped)
+}
+
+/// `rec` cut to its last `max_bins` bins (logged when it is cut).
+fn newest_bins(rec: Recording, max_bins: usize, p: &Path) -> Recording {
+    if rec.n_bins() <= max_bins {
+        return rec;
+    }
+    info!(path = %p.display(), bins = rec.n_bins(), kept = max_bins, "Retraining data budget reached; only the most recent bins of this recording are used.");
+    rec.slice_bins(rec.n_bins() - max_bins, rec.n_bins())
 }
 
 fn skip(p: &Path, reason: String) -> SkippedFile {
@@ -160,5 +187,27 @@ mod tests {
         assert!(matches!(err, RetrainError::NoLabelledData { usable: 1, skipped: 3 }), "{err}");
         let err = split_holdout(vec![rec(&[true; 110])], 0.2, 0).unwrap_err();
         assert!(matches!(err, RetrainError::TooLittleBeforeHoldout { .. }), "{err}");
+    }
+
+    #[test]
+    fn the_data_budget_keeps_the_newest_bins_and_skips_older_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, n: usize, first: f32| {
+            let mut r = rec(&vec![true; n]).rec;
+            r.spikes = Matrix::from_vec(n, 1, (0..n).map(|i| first + i as f32).collect());
+            let p = dir.path().join(name);
+            r.write(&p).unwrap();
+            p
+        };
+        let files = [write("oldest.h5", 300, 0.0), write("older.h5", 300, 1000.0), write("newest.h5", 200, 2000.0)];
+        // One channel = 4 bytes a bin: room for 350 bins.
+        let (usable, skipped) = gather(&files, &ReadOptions::default(), 1, 1, 350 * 4);
+        assert!(skipped.is_empty());
+        let names: Vec<_> = usable.iter().map(|u| u.path.file_name().unwrap().to_owned()).collect();
+        assert_eq!(names, ["older.h5", "newest.h5"], "the oldest file is left out, order kept");
+        assert_eq!(usable[1].rec.n_bins(), 200, "the newest file is whole");
+        assert_eq!(usable[0].rec.n_bins(), 150, "the file crossing the budget keeps its last 150 bins");
+        assert_eq!(usable[0].rec.spikes.get(0, 0), 1150.0);
+        assert_eq!(usable[0].labelled, 150);
     }
 }

@@ -382,6 +382,8 @@ impl Retrainer {
                 Decision::failed(trigger, &e)
             }
         };
+        // The run's recordings and tensors are freed by now; hand the pages back.
+        super::os::release_free_heap();
         let live = self.live_gen;
         self.set_status(|s| {
             match decision.status {
@@ -412,7 +414,8 @@ impl Retrainer {
         // NWB files in the list are binned at the live model's bin width.
         let mut opts = ReadOptions::default();
         opts.nwb.bin_seconds = self.live.meta.training_bin_seconds();
-        let (usable, skipped) = candidate::gather(&self.training_files(), &opts, spec.channels, spec.dz);
+        let files = self.training_files();
+        let (usable, skipped) = candidate::gather(&files, &opts, spec.channels, spec.dz, self.cfg.max_data_bytes);
         let splits = candidate::split_holdout(usable, self.cfg.holdout_fraction, skipped.len())?;
         let mut tcfg = self.cfg.train.clone();
         tcfg.seed = tcfg.seed.wrapping_add(self.runs);
