@@ -2,7 +2,7 @@
 //! preprocessing + FTN forward + z update for one bin, no allocation.
 //! Architecture of the stated goal: FTN C → 256 → 2 (one hidden layer of
 //! 256, Dz = 2), for C = 96, 192, 1024 channels; plus the shipped default
-//! architecture (history 2, FTN [256, 64]) at C = 96.
+//! architecture (history 2, FTN [256, 64]) at C = 96 and 192.
 //!
 //! Run: `cargo bench --bench kernel` (criterion; prints time per bin).
 
@@ -50,6 +50,7 @@ fn kernel_step(c: &mut Criterion) {
         ("hidden256", 192, 0, vec![256], Smoothing::None),
         ("hidden256", 1024, 0, vec![256], Smoothing::None),
         ("default_arch", 96, 2, vec![256, 64], Smoothing::Exponential { tau_bins: 2.0 }),
+        ("default_arch", 192, 2, vec![256, 64], Smoothing::Exponential { tau_bins: 2.0 }),
     ];
     for (name, channels, history, hidden, smoothing) in cases {
         let mut k = StepKernel::new(model(channels, history, hidden, smoothing));
