@@ -14,7 +14,7 @@ use alternator::matrix::Matrix;
 use alternator::recording::{ReadOptions, Recording};
 use alternator::replay::{Publisher, ReplayOptions};
 use alternator::wire::{encode_frame, DropReason, Dtype, Header, FLAG_IMPUTED};
-use common::{config, demo, offline, Rig, MODEL};
+use common::{config, demo, free_port, offline, Rig, MODEL};
 
 fn assert_matches(got: &[Received], want: &Matrix) {
     assert_eq!(got.len(), want.rows, "one output per input timestep");
@@ -176,10 +176,6 @@ fn every_malformed_frame_kind_is_counted_and_decoding_continues() {
     assert!(got[10].flags & FLAG_IMPUTED != 0);
     let want = offline(&mf, &rec.slice_bins(0, 16), |t| t == 10);
     assert_matches(&got, &want);
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 struct Serve {

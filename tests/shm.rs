@@ -236,3 +236,22 @@ fn a_service_name_on_the_command_line_selects_shm() {
     assert!(p.iter().any(|m| m.starts_with("ingest.shm.service:")), "{p:?}");
     assert!(p.iter().any(|m| m.starts_with("publish.shm.service:")), "{p:?}");
 }
+
+/// A service another process created with an incompatible type cannot be
+/// joined: `serve` exits 69 (unavailable) naming the service, not 1.
+#[test]
+fn a_shm_service_that_cannot_be_opened_exits_69_naming_it() {
+    let (input, _, _) = services("held");
+    let node = alternator::ingest::shm::node("holder").unwrap();
+    let name = alternator::ingest::shm::service_name(&input).unwrap();
+    let _held = node.service_builder(&name).publish_subscribe::<u64>().open_or_create().unwrap();
+    let tcp = || format!("tcp://127.0.0.1:{}", common::free_port());
+    let out = Command::new(env!("CARGO_BIN_EXE_alternator"))
+        .args(["serve", "--model", common::MODEL, "--ingest", &format!("shm:{input}")])
+        .args(["--publish", &tcp(), "--control", &tcp(), "--no-record"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(69), "{err}");
+    assert!(err.contains(&input), "the error names the service: {err}");
+}

@@ -104,6 +104,10 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
         Err(e) if e.is_address_in_use() => {
             return Err(UnavailableError(format!("{e} (another process holds it; is a daemon already running?)")).into())
         }
+        Err(e) if e.is_shm_unavailable() => {
+            let hint = "another process created this shared-memory service with other settings, or /dev/shm is full";
+            return Err(UnavailableError(format!("{e} ({hint})")).into());
+        }
         Err(e) => return Err(anyhow::Error::new(e).context("starting the daemon")),
     };
     wait_for_signals(&daemon)?;

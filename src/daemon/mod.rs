@@ -70,6 +70,15 @@ impl DaemonError {
             _ => false,
         }
     }
+
+    /// A shared-memory service exists but cannot be joined (another process
+    /// created it with other settings, or /dev/shm refuses it).
+    pub fn is_shm_unavailable(&self) -> bool {
+        matches!(
+            self,
+            DaemonError::Ingest(IngestError::Shm(_)) | DaemonError::Publish(crate::publish::PublishError::Shm(_))
+        )
+    }
 }
 
 /// A running daemon.

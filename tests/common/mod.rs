@@ -92,3 +92,8 @@ pub fn offline(mf: &ModelFile, rec: &Recording, missing: impl Fn(usize) -> bool)
     }
     out
 }
+
+/// A TCP port free on loopback right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
