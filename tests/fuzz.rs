@@ -9,6 +9,7 @@ use std::path::Path;
 
 use alternator::daemon::config::{ConfigError, ServeConfig};
 use alternator::ingest::openephys::header::{self, HeaderProblem};
+use alternator::recording::child::read_in_child;
 use alternator::rng::Rng;
 use alternator::wire::{encode_frame, Dtype, Frame, Header};
 
@@ -150,8 +151,16 @@ fn hdf5_readers_refuse_damaged_metadata_without_panicking() {
             bytes[i] = below(&mut rng, 256) as u8;
         }
         std::fs::write(&path, &bytes).unwrap();
-        if let Err(e) = alternator::recording::Recording::read(Path::new(&path), &Default::default()) {
-            assert!(e.to_string().contains(path.to_str().unwrap()), "error does not name the file: {e}");
+        // The reader every command uses for files it is given: a child process,
+        // because some damage crashes the HDF5 C library itself (a longer run
+        // of this property finds such files; in-process that kills the caller).
+        let exe = Path::new(env!("CARGO_BIN_EXE_alternator"));
+        if let Err(e) = read_in_child(exe, Path::new(&path), &Default::default()) {
+            let msg = e.to_string();
+            assert!(msg.contains(path.to_str().unwrap()), "error does not name the file: {msg}");
+            // A crash of the C library is reported as such; a cut-short stream
+            // would mean our own reader panicked.
+            assert!(!msg.contains("cut short"), "the reader panicked: {msg}");
         }
     }
 }
