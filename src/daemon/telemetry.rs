@@ -24,7 +24,8 @@ pub const LATENCY_BOUNDS_NS: [u64; LATENCY_BUCKETS] = latency_bounds();
 pub const LATENCY_BUCKETS: usize = 20 + 15 + 10 + 10 + 6 + 5 + 12;
 
 /// The µs ranges (first, last, step) of the fine buckets, then the ms bounds.
-const FINE_US: [(u64, u64, u64); 6] = [(1, 20, 1), (22, 50, 2), (55, 100, 5), (110, 200, 10), (250, 500, 50), (600, 1000, 100)];
+const FINE_US: [(u64, u64, u64); 6] =
+    [(1, 20, 1), (22, 50, 2), (55, 100, 5), (110, 200, 10), (250, 500, 50), (600, 1000, 100)];
 const COARSE_MS: [u64; 12] = [2, 3, 5, 7, 10, 20, 50, 100, 200, 300, 500, 1000];
 
 const fn latency_bounds() -> [u64; LATENCY_BUCKETS] {

@@ -123,7 +123,8 @@ impl PackedDense {
     fn forward_blocks<const B: usize>(&self, x: &[f32], out: &mut [f32]) {
         let x = &x[..self.in_dim];
         for (blk, w) in self.blocks.chunks_exact(self.in_dim * B).enumerate() {
-            let mut acc: [f32; B] = self.bias[blk * B..(blk + 1) * B].try_into().expect("invariant: bias padded to blocks");
+            let mut acc: [f32; B] =
+                self.bias[blk * B..(blk + 1) * B].try_into().expect("invariant: bias padded to blocks");
             for (xi, wrow) in x.iter().zip(w.chunks_exact(B)) {
                 for k in 0..B {
                     acc[k] += xi * wrow[k];

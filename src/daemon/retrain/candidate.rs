@@ -48,7 +48,11 @@ pub fn gather(
     let mut budget_bins = (max_bytes / bin_bytes) as usize;
     for (i, p) in files.iter().enumerate().rev() {
         if budget_bins == 0 {
-            info!(left_out = i + 1, max_data_bytes = max_bytes, "Retraining data budget reached; older recordings not used in this run.");
+            info!(
+                left_out = i + 1,
+                max_data_bytes = max_bytes,
+                "Retraining data budget reached; older recordings not used in this run."
+            );
             break;
         }
         match Recording::read_checked(p, opts) {
