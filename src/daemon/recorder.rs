@@ -259,9 +259,7 @@ impl SessionFile {
             }
             self.w.append_f32("behavior_log", &b.beh_values)?;
             self.w.append_u64("behavior_log_seq", &b.beh_seq)?;
-            for (i, &s) in b.beh_seq.iter().enumerate() {
-                self.behavior.insert(s, b.beh_values[i * b.beh_dims..(i + 1) * b.beh_dims].to_vec());
-            }
+            self.remember_behavior(b, |_| true);
         }
         if !b.events.is_empty() {
             self.write_events(&b.events)?;
@@ -275,14 +273,17 @@ impl SessionFile {
     /// opens the next file; without this they would be unlabelled in both.
     fn adopt_late_behavior(&mut self, b: &RecordBatch) {
         let (Some(&first), Some(&last)) = (self.seqs.first(), self.seqs.last()) else { return };
-        let d = b.beh_dims;
-        if b.starts_new_stream || d == 0 || d != self.beh_dims {
+        if b.starts_new_stream || b.beh_dims == 0 || b.beh_dims != self.beh_dims {
             return;
         }
-        for (i, &s) in b.beh_seq.iter().enumerate() {
-            if (first..=last).contains(&s) {
-                self.behavior.insert(s, b.beh_values[i * d..(i + 1) * d].to_vec());
-            }
+        self.remember_behavior(b, |s| (first..=last).contains(&s));
+    }
+
+    /// Keeps the behaviour rows of `b` whose seq passes `keep`, by seq.
+    fn remember_behavior(&mut self, b: &RecordBatch, keep: impl Fn(u64) -> bool) {
+        let d = b.beh_dims;
+        for (i, &s) in b.beh_seq.iter().enumerate().filter(|(_, &s)| keep(s)) {
+            self.behavior.insert(s, b.beh_values[i * d..(i + 1) * d].to_vec());
         }
     }
 

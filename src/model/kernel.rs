@@ -70,6 +70,8 @@ pub struct PackedDense {
     in_dim: usize,
     out_dim: usize,
     block: usize,
+    /// The CPU has AVX2 (checked once, when the layer is packed).
+    avx2: bool,
     blocks: Vec<f32>,
     bias: Vec<f32>,
 }
@@ -88,7 +90,7 @@ impl PackedDense {
                 blocks[(blk * d.in_dim + i) * block + k] = d.w[i * d.out_dim + j];
             }
         }
-        Self { in_dim: d.in_dim, out_dim: d.out_dim, block, blocks, bias }
+        Self { in_dim: d.in_dim, out_dim: d.out_dim, block, avx2: cpu_has_avx2(), blocks, bias }
     }
 
     /// `out[..out_dim] = x W + b`. Each output is summed in input order
@@ -98,8 +100,8 @@ impl PackedDense {
     #[inline]
     pub fn forward(&self, x: &[f32], out: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2 (checked just above).
+        if self.avx2 {
+            // SAFETY: `avx2` is true only when the CPU supports AVX2 (`pack`).
             return unsafe { self.forward_avx2(x, out) };
         }
         self.forward_portable(x, out)
@@ -134,6 +136,17 @@ impl PackedDense {
             let n = B.min(self.out_dim - start);
             out[start..start + n].copy_from_slice(&acc[..n]);
         }
+    }
+}
+
+fn cpu_has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 
