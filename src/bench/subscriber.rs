@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
@@ -15,8 +15,9 @@ use crate::wire::{Frame, FLAG_IMPUTED};
 pub(super) enum Outputs {
     /// The daemon's protocol-v1 PUB socket.
     Zmq(String),
-    /// The daemon's shm output service (sleeping on its event between frames).
-    Shm(String),
+    /// The daemon's shm output service: polls (yielding the core) for up
+    /// to `spin` after each frame, then sleeps on the service's event.
+    Shm { service: String, spin: Duration },
 }
 
 /// Per decoded frame: latency of observed bins (send `t_ns` → now), count of imputed ones.
@@ -58,7 +59,7 @@ pub(super) fn spawn_subscriber(
             sub.set_rcvtimeo(100)?;
             Some(sub)
         }
-        Outputs::Shm(_) => None,
+        Outputs::Shm { .. } => None,
     };
     Ok(std::thread::Builder::new().name("bench-subscriber".into()).spawn(move || {
         match outputs {
@@ -78,36 +79,48 @@ pub(super) fn spawn_subscriber(
                     }
                 }
             }
-            Outputs::Shm(service) => {
-                use crate::ingest::shm::{node, service_name};
-                let node = node("alternator-bench-subscriber")?;
-                let name = service_name(&service)?;
-                let sub = node
-                    .service_builder(&name)
-                    .publish_subscribe::<[u8]>()
-                    .open()
-                    .map_err(|e| anyhow::anyhow!("opening shm service {service}: {e:?}"))?
-                    .subscriber_builder()
-                    .create()
-                    .map_err(|e| anyhow::anyhow!("shm subscriber on {service}: {e:?}"))?;
-                let listener = node
-                    .service_builder(&name)
-                    .event()
-                    .open()
-                    .map_err(|e| anyhow::anyhow!("opening shm event {service}: {e:?}"))?
-                    .listener_builder()
-                    .create()
-                    .map_err(|e| anyhow::anyhow!("shm listener on {service}: {e:?}"))?;
-                while !stop.load(Ordering::Relaxed) {
-                    while let Some(sample) = sub.receive().map_err(|e| anyhow::anyhow!("shm receive: {e:?}"))? {
-                        tally.frame(sample.payload());
-                    }
-                    listener
-                        .timed_wait(|_| {}, Duration::from_millis(100))
-                        .map_err(|e| anyhow::anyhow!("shm listener wait: {e:?}"))?;
-                }
-            }
+            Outputs::Shm { service, spin } => read_shm(&service, spin, &stop, &mut tally)?,
         }
         Ok((tally.h, tally.imputed))
     })?)
+}
+
+/// Reads decoded frames from the shm output service until `stop`.
+fn read_shm(service: &str, spin: Duration, stop: &AtomicBool, tally: &mut Tally) -> anyhow::Result<()> {
+    use crate::ingest::shm::{node, service_name};
+    let node = node("alternator-bench-subscriber")?;
+    let name = service_name(service)?;
+    let sub = node
+        .service_builder(&name)
+        .publish_subscribe::<[u8]>()
+        .open()
+        .map_err(|e| anyhow::anyhow!("opening shm service {service}: {e:?}"))?
+        .subscriber_builder()
+        .create()
+        .map_err(|e| anyhow::anyhow!("shm subscriber on {service}: {e:?}"))?;
+    let listener = node
+        .service_builder(&name)
+        .event()
+        .open()
+        .map_err(|e| anyhow::anyhow!("opening shm event {service}: {e:?}"))?
+        .listener_builder()
+        .create()
+        .map_err(|e| anyhow::anyhow!("shm listener on {service}: {e:?}"))?;
+    let mut last = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let mut got = false;
+        while let Some(sample) = sub.receive().map_err(|e| anyhow::anyhow!("shm receive: {e:?}"))? {
+            tally.frame(sample.payload());
+            got = true;
+        }
+        if got {
+            last = Instant::now();
+        }
+        if last.elapsed() < spin {
+            std::thread::yield_now();
+            continue;
+        }
+        listener.timed_wait(|_| {}, Duration::from_millis(100)).map_err(|e| anyhow::anyhow!("shm listener wait: {e:?}"))?;
+    }
+    Ok(())
 }

@@ -277,7 +277,10 @@ impl Source for ShmSource {
                 if self.take(sink) {
                     return Ok(true);
                 }
-                std::hint::spin_loop();
+                // Yield, not a bare spin: another thread runnable on this
+                // core (rig, recorder) runs at once instead of waiting for a
+                // time slice to end, while this one never goes to sleep.
+                std::thread::yield_now();
             }
         }
         let left = timeout.saturating_sub(start.elapsed());
