@@ -7,6 +7,8 @@
 #   bash bench/accuracy.sh [PRESET] [SEEDS...]
 # PRESET: realistic (default), simple, lorenz. Results go to
 # bench/results-accuracy/PRESET/ (one JSON per seed and summary.md).
+# TRAIN_CONFIG=FILE trains with that config (`train --config`) instead of
+# the defaults; OUT=DIR changes where results go.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PRESET=${1:-realistic}
@@ -28,7 +30,7 @@ for s in $SEEDS; do
     "$B" simulate "${sim[@]}" --out "$WORK/train.h5" --minutes 20 --seed "$((2 * s - 1))" --array-seed "$s"
     "$B" simulate "${sim[@]}" --out "$WORK/test.h5" --minutes 5 --seed "$((2 * s))" --array-seed "$s"
     start=$(date +%s.%N)
-    "$B" train --data "$WORK/train.h5" --out "$WORK/model.safetensors" 2>"$WORK/train.log"
+    "$B" train ${TRAIN_CONFIG:+--config "$TRAIN_CONFIG"} --data "$WORK/train.h5" --out "$WORK/model.safetensors" 2>"$WORK/train.log"
     end=$(date +%s.%N)
     "$B" eval --model "$WORK/model.safetensors" --data "$WORK/test.h5" --json >"$WORK/eval.json"
     python3 - "$WORK/eval.json" "$OUT/seed-$s.json" "$s" "$start" "$end" <<'PY'

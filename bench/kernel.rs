@@ -1,8 +1,9 @@
 //! Per-bin cost of the streaming alternator update (`StepKernel::step`):
 //! preprocessing + FTN forward + z update for one bin, no allocation.
-//! Architecture of the stated goal: FTN C → 256 → 2 (one hidden layer of
-//! 256, Dz = 2), for C = 96, 192, 1024 channels; plus the shipped default
-//! architecture (history 2, FTN [256, 64]) at C = 96 and 192.
+//! Two architectures: FTN C → 256 → 2 (one hidden layer of 256, no history,
+//! Dz = 2; the benchmark's synthetic model) for C = 96, 192, 1024 channels,
+//! and the shipped default (`TrainConfig::default()`: history, hidden
+//! widths, smoothing and constants as `train` uses them) at C = 96 and 192.
 //!
 //! Run: `cargo bench --bench kernel` (criterion; prints time per bin).
 
@@ -11,14 +12,16 @@ use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criteri
 use alternator::matrix::Matrix;
 use alternator::model::net::AlternatorNet;
 use alternator::model::preprocess::NormStats;
+use alternator::model::train::TrainConfig;
 use alternator::model::{Activation, Mode, Model, ModelSpec, Smoothing, StepKernel};
 use alternator::rng::Rng;
 
-fn model(channels: usize, history: usize, ftn_hidden: Vec<usize>, smoothing: Smoothing) -> Model {
-    let spec = ModelSpec {
+/// FTN C → ftn_hidden → 2 without history or smoothing, OTN [64, 128].
+fn plain_spec(channels: usize, ftn_hidden: Vec<usize>) -> ModelSpec {
+    ModelSpec {
         mode: Mode::Decoding,
         channels,
-        history,
+        history: 0,
         dz: 2,
         ftn_hidden,
         otn_hidden: vec![64, 128],
@@ -26,11 +29,15 @@ fn model(channels: usize, history: usize, ftn_hidden: Vec<usize>, smoothing: Smo
         alpha: 0.3,
         sigma_x: 0.2,
         sigma_z: 0.06,
-        smoothing,
-    };
+        smoothing: Smoothing::None,
+    }
+}
+
+/// Freshly initialised weights (the kernel's cost does not depend on their values).
+fn model(spec: ModelSpec) -> Model {
     let net = AlternatorNet::init(&spec, 1, &candle_core::Device::Cpu).expect("init");
     Model {
-        stats: NormStats::identity(channels, 2),
+        stats: NormStats::identity(spec.channels, spec.dz),
         ftn: net.ftn.export().expect("export"),
         otn: net.otn.export().expect("export"),
         spec,
@@ -45,15 +52,17 @@ fn bins(channels: usize, n: usize) -> Matrix {
 fn kernel_step(c: &mut Criterion) {
     let mut g = c.benchmark_group("kernel_step");
     g.throughput(Throughput::Elements(1));
+    let shipped = TrainConfig::default();
     let cases = [
-        ("hidden256", 96, 0, vec![256], Smoothing::None),
-        ("hidden256", 192, 0, vec![256], Smoothing::None),
-        ("hidden256", 1024, 0, vec![256], Smoothing::None),
-        ("default_arch", 96, 2, vec![256, 64], Smoothing::Exponential { tau_bins: 2.0 }),
-        ("default_arch", 192, 2, vec![256, 64], Smoothing::Exponential { tau_bins: 2.0 }),
+        ("hidden256", plain_spec(96, vec![256])),
+        ("hidden256", plain_spec(192, vec![256])),
+        ("hidden256", plain_spec(1024, vec![256])),
+        ("default_arch", shipped.spec(96, 2)),
+        ("default_arch", shipped.spec(192, 2)),
     ];
-    for (name, channels, history, hidden, smoothing) in cases {
-        let mut k = StepKernel::new(model(channels, history, hidden, smoothing));
+    for (name, spec) in cases {
+        let channels = spec.channels;
+        let mut k = StepKernel::new(model(spec));
         let data = bins(channels, 1024);
         let mut out = [0f32; 2];
         let mut t = 0;

@@ -80,8 +80,8 @@ impl Default for TrainConfig {
         Self {
             mode: Mode::Decoding,
             latent_dims: 3,
-            history: 2,
-            ftn_hidden: vec![256, 64],
+            history: 1,
+            ftn_hidden: vec![64, 64],
             otn_hidden: vec![64, 128],
             activation: Activation::Tanh,
             smoothing: Smoothing::Exponential { tau_bins: 2.0 },
@@ -106,6 +106,24 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// The architecture and constants these settings give a model of
+    /// `channels` inputs and `dz` features (not validated).
+    pub fn spec(&self, channels: usize, dz: usize) -> ModelSpec {
+        ModelSpec {
+            mode: self.mode,
+            channels,
+            history: self.history,
+            dz,
+            ftn_hidden: self.ftn_hidden.clone(),
+            otn_hidden: self.otn_hidden.clone(),
+            activation: self.activation,
+            alpha: self.alpha,
+            sigma_x: self.sigma_x,
+            sigma_z: self.sigma_z(),
+            smoothing: self.smoothing,
+        }
+    }
+
     /// Every problem with the settings, as `field: problem` lines.
     pub fn validate(&self, prefix: &str) -> Vec<String> {
         let mut e = Vec::new();
@@ -378,19 +396,7 @@ fn check_inputs(sets: &[TrainSet<'_>], cfg: &TrainConfig) -> Result<ModelSpec, T
             }
         }
     }
-    let spec = ModelSpec {
-        mode: cfg.mode,
-        channels,
-        history: cfg.history,
-        dz,
-        ftn_hidden: cfg.ftn_hidden.clone(),
-        otn_hidden: cfg.otn_hidden.clone(),
-        activation: cfg.activation,
-        alpha: cfg.alpha,
-        sigma_x: cfg.sigma_x,
-        sigma_z: cfg.sigma_z(),
-        smoothing: cfg.smoothing,
-    };
+    let spec = cfg.spec(channels, dz);
     spec.validate().map_err(TrainError::Config)?;
     Ok(spec)
 }
