@@ -66,7 +66,8 @@ pub struct ShmSection {
     /// Frames larger than this are dropped (bytes).
     pub max_message_bytes: usize,
     /// Spin this long polling for a frame before sleeping on the event (µs);
-    /// 0 = always sleep. Costs a core while spinning.
+    /// 0 = always sleep. Each poll yields the core (`sched_yield`), so other
+    /// threads still run, but this one never sleeps while spinning.
     pub spin_us: u64,
 }
 

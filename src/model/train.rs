@@ -93,7 +93,7 @@ impl Default for TrainConfig {
             noise: false,
             window_bins: 200,
             batch_size: 16,
-            lr: 1e-3,
+            lr: 3e-3,
             weight_decay: 1e-4,
             clip_norm: 1.0,
             max_epochs: 150,
