@@ -120,7 +120,9 @@ fn read_shm(service: &str, spin: Duration, stop: &AtomicBool, tally: &mut Tally)
             std::thread::yield_now();
             continue;
         }
-        listener.timed_wait(|_| {}, Duration::from_millis(100)).map_err(|e| anyhow::anyhow!("shm listener wait: {e:?}"))?;
+        listener
+            .timed_wait(|_| {}, Duration::from_millis(100))
+            .map_err(|e| anyhow::anyhow!("shm listener wait: {e:?}"))?;
     }
     Ok(())
 }

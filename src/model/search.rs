@@ -76,7 +76,8 @@ pub fn sample_trial(base: &TrainConfig, index: usize, rng: &mut Rng) -> TrainCon
     }
     let mut c = base.clone();
     c.history = rng.below(5);
-    c.ftn_hidden = pick(rng, &[vec![64], vec![256], vec![32, 32], vec![64, 32], vec![64, 64], vec![128, 64], vec![256, 64]]);
+    c.ftn_hidden =
+        pick(rng, &[vec![64], vec![256], vec![32, 32], vec![64, 32], vec![64, 64], vec![128, 64], vec![256, 64]]);
     c.otn_hidden = pick(rng, &[vec![64], vec![128], vec![64, 128]]);
     if c.mode == Mode::Latent {
         c.latent_dims = 2 + rng.below(7);
