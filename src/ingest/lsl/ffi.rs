@@ -47,8 +47,6 @@ pub mod format {
 
 /// `lsl_error_code_t`: the stream was lost (the outlet went away).
 pub const LOST_ERROR: i32 = -2;
-/// `proc_clocksync`: timestamps come corrected into the local clock.
-const PROC_CLOCKSYNC: u32 = 1;
 
 /// liblsl could not be loaded or used.
 #[derive(Debug, thiserror::Error)]
@@ -78,7 +76,6 @@ struct Fns {
     create_inlet: unsafe extern "C" fn(Handle, i32, i32, i32) -> Handle,
     destroy_inlet: unsafe extern "C" fn(Handle),
     open_stream: unsafe extern "C" fn(Handle, f64, *mut i32),
-    set_postprocessing: unsafe extern "C" fn(Handle, u32) -> i32,
     time_correction: unsafe extern "C" fn(Handle, f64, *mut i32) -> f64,
     pull_sample_f: unsafe extern "C" fn(Handle, *mut f32, i32, f64, *mut i32) -> f64,
     pull_chunk_f: unsafe extern "C" fn(Handle, *mut f32, *mut f64, u64, u64, f64, *mut i32) -> u64,
@@ -183,7 +180,6 @@ impl Lib {
             create_inlet: sym!("lsl_create_inlet"),
             destroy_inlet: sym!("lsl_destroy_inlet"),
             open_stream: sym!("lsl_open_stream"),
-            set_postprocessing: sym!("lsl_set_postprocessing"),
             time_correction: sym!("lsl_time_correction"),
             pull_sample_f: sym!("lsl_pull_sample_f"),
             pull_chunk_f: sym!("lsl_pull_chunk_f"),
@@ -287,32 +283,29 @@ impl StreamInfo {
         c_text(unsafe { (self.lib.f.get_source_id)(self.h) })
     }
 
-    /// An inlet on this stream (clock-corrected timestamps, recovering after
-    /// a lost connection), opened within `open_timeout_s`. The first clock
-    /// offset estimate is waited for here: liblsl's clock-sync
-    /// post-processing otherwise blocks the first pull until it exists
-    /// (~0.5 s of probes, measured as a start-up stall of the decode loop).
+    /// An inlet on this stream (the outlet's own timestamps, recovering
+    /// after a lost connection), opened within `open_timeout_s`. The first
+    /// clock offset estimate is waited for here (~0.5 s of probes), so that
+    /// [`Inlet::refresh_offset`] never waits on the decode thread.
     pub fn inlet(&self, max_buffered_s: i32, open_timeout_s: f64) -> Result<Inlet, FfiError> {
         // SAFETY: `h` is live; liblsl copies the info into the inlet.
         let h = unsafe { (self.lib.f.create_inlet)(self.h, max_buffered_s, 0, 1) };
         if h.is_null() {
             return Err(FfiError::Create { what: "inlet" });
         }
-        let inlet = Inlet { lib: self.lib.clone(), h, channels: self.channels() };
+        let mut inlet = Inlet { lib: self.lib.clone(), h, channels: self.channels(), offset_s: 0.0 };
         let mut ec = 0i32;
         // SAFETY: `inlet.h` is live; `ec` is a valid out-pointer.
-        unsafe {
-            (self.lib.f.set_postprocessing)(h, PROC_CLOCKSYNC);
-            (self.lib.f.open_stream)(h, open_timeout_s, &mut ec);
-        }
+        unsafe { (self.lib.f.open_stream)(h, open_timeout_s, &mut ec) };
         if ec != 0 {
             return Err(FfiError::Create { what: "inlet's connection (open_stream timed out)" });
         }
         // SAFETY: as above.
-        unsafe { (self.lib.f.time_correction)(h, open_timeout_s, &mut ec) };
-        if ec != 0 {
+        let offset = unsafe { (self.lib.f.time_correction)(h, open_timeout_s, &mut ec) };
+        if ec != 0 || !offset.is_finite() {
             return Err(FfiError::Create { what: "inlet's clock offset estimate (time_correction timed out)" });
         }
+        inlet.offset_s = offset;
         Ok(inlet)
     }
 
@@ -339,6 +332,9 @@ pub struct Inlet {
     lib: Arc<Lib>,
     h: Handle,
     channels: usize,
+    /// liblsl's latest estimate of the outlet's clock offset (s): outlet
+    /// timestamp + offset = local LSL clock.
+    offset_s: f64,
 }
 
 // SAFETY: liblsl inlets may be used from any thread, one call at a time
@@ -348,6 +344,24 @@ unsafe impl Send for Inlet {}
 impl Inlet {
     pub fn channels(&self) -> usize {
         self.channels
+    }
+
+    /// The outlet's clock offset (s) as last refreshed.
+    pub fn offset_s(&self) -> f64 {
+        self.offset_s
+    }
+
+    /// Takes liblsl's current offset estimate (kept up to date by its
+    /// background probes; after the first estimate, which `inlet` waited
+    /// for, this returns at once). A failed or non-finite read keeps the
+    /// previous value.
+    pub fn refresh_offset(&mut self) {
+        let mut ec = 0i32;
+        // SAFETY: `h` is live; `ec` is a valid out-pointer.
+        let offset = unsafe { (self.lib.f.time_correction)(self.h, 0.0, &mut ec) };
+        if ec == 0 && offset.is_finite() {
+            self.offset_s = offset;
+        }
     }
 
     /// One sample into `row` (len = channels), waiting up to `timeout_s`;

@@ -9,8 +9,10 @@
 //! ([`voltage`]). seq is a sample counter; a hole in the stream (a dropout, a
 //! paused outlet, a recovered connection) shows as a timestamp step of more
 //! than 1.5 sample intervals and advances seq by the samples it spans, so
-//! the engine imputes or resets over it as for every source. Timestamps are
-//! clock-corrected into the local LSL clock and become `t_ns`.
+//! the engine imputes or resets over it as for every source. Holes are found
+//! on the outlet's own timestamps, which a change in the clock-offset
+//! estimate cannot move; `t_ns` is the timestamp plus liblsl's current
+//! offset estimate (the local LSL clock), refreshed once per pull.
 //!
 //! Invariants: the decode thread never resolves or connects; a stream that
 //! disappears is looked for again in the background (logged once per
@@ -350,7 +352,8 @@ impl LslSource {
         let interval = self.conn.as_ref().map(|c| c.interval_s).unwrap_or(1.0);
         let seq = seq_step(&mut self.next_seq, &mut self.last_ts, ts, interval);
         let c = sink.channels();
-        let t_ns = (ts.max(0.0) * 1e9) as u64;
+        let offset = self.conn.as_ref().map(|c| c.inlet.offset_s()).unwrap_or(0.0);
+        let t_ns = ((ts + offset).max(0.0) * 1e9) as u64;
         let row = &self.data[row_at * c..(row_at + 1) * c];
         match self.voltage.as_mut() {
             Some(v) => v.push(seq, t_ns, row, sink, recv_at),
@@ -366,6 +369,7 @@ impl LslSource {
             return Ok(false);
         };
         let recv_at = Instant::now();
+        conn.inlet.refresh_offset();
         self.deliver(0, ts0, sink, recv_at);
         loop {
             let conn = self.conn.as_mut().expect("invariant: pull only while connected");
