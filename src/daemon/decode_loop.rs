@@ -24,7 +24,9 @@ use crate::model::StepKernel;
 /// How long one wait on the source may last before housekeeping runs.
 const POLL_TIMEOUT: Duration = Duration::from_millis(20);
 /// At shutdown, input is taken until the source has been quiet this long ...
-const DRAIN_QUIET: Duration = Duration::from_millis(100);
+/// (long enough that a sender whose I/O thread is briefly starved on a busy
+/// host still gets its queued frames through; 100 ms was not, under load).
+const DRAIN_QUIET: Duration = Duration::from_millis(500);
 /// ... or for at most this long (a rig that keeps sending).
 const DRAIN_MAX: Duration = Duration::from_secs(2);
 
