@@ -6,5 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export RAYON_NUM_THREADS="${RAYON_NUM_THREADS:-1}"
-cargo build --benches --locked --quiet
+# The benchmarks are compiled (not run) with the test profile, sharing the
+# dependencies the tests build instead of a second, optimised build of them.
+cargo test --benches --no-run --locked --quiet
 cargo test --lib --bins --tests --locked "$@"
