@@ -554,6 +554,44 @@ fn a_signal_with_frames_in_flight_still_records_every_frame() {
     }
 }
 
+/// Accepted bins reach the session file while it stays open: the recorder
+/// flushes every 100 ms (not after every batch), and once a stream stops a
+/// reader in another process sees all of it without the file being closed.
+#[test]
+fn a_stopped_stream_reaches_the_open_session_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, rec) = demo(2000);
+    let mut serve = spawn_serve(dir.path(), &[]);
+    let ctx = zmq::Context::new();
+    wait_status(&ctx, &serve.control, |v| v["ok"] == true);
+    let mut p = Publisher::new(&ctx, &serve.ingest, false).unwrap();
+    p.wait_for_subscriber(Duration::from_secs(10)).unwrap();
+    let stop = AtomicBool::new(false);
+    p.replay(&rec, &ReplayOptions { speed: None, ..ReplayOptions::default() }, &stop).unwrap();
+    wait_status(&ctx, &serve.control, |v| v["counters"]["bins_out"] == 2000);
+    let files = session_files(dir.path());
+    assert_eq!(files.len(), 1, "{files:?}");
+    // h5py in a child: an independent reader of the file the daemon still has open.
+    let script = "import h5py, sys\nf = h5py.File(sys.argv[1], 'r')\nprint(f['seq'].shape[0], int(f['seq'][-1]))";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let seen = loop {
+        let out = Command::new("python3")
+            .args(["-c", script])
+            .arg(&files[0])
+            .env("HDF5_USE_FILE_LOCKING", "FALSE")
+            .output()
+            .unwrap();
+        let seen = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if seen == "2000 1999" || Instant::now() > deadline {
+            break seen;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(seen, "2000 1999", "rows and last seq on disk while the session is open");
+    let out = sigterm(&mut serve.child);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// Virtual memory of this process (kB): preallocated buffers count here
 /// whether or not their pages were touched yet.
 fn vm_size_kb() -> u64 {
