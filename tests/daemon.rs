@@ -213,6 +213,20 @@ fn wait_status(ctx: &zmq::Context, control: &str, pred: impl Fn(&serde_json::Val
     }
 }
 
+/// Starts `serve` recording into `dir` and replays all of `rec` into it as
+/// fast as it goes (returns at once; frames may still be in flight). The
+/// publisher is returned so its queued frames outlive the call.
+fn serve_and_replay(dir: &Path, rec: &Recording) -> (Serve, zmq::Context, Publisher) {
+    let serve = spawn_serve(dir, &[]);
+    let ctx = zmq::Context::new();
+    wait_status(&ctx, &serve.control, |v| v["ok"] == true);
+    let mut p = Publisher::new(&ctx, &serve.ingest, false).unwrap();
+    p.wait_for_subscriber(Duration::from_secs(10)).unwrap();
+    let stop = AtomicBool::new(false);
+    p.replay(rec, &ReplayOptions { speed: None, ..ReplayOptions::default() }, &stop).unwrap();
+    (serve, ctx, p)
+}
+
 fn sigterm(child: &mut Child) -> std::process::Output {
     stop_with(child, "TERM")
 }
@@ -244,13 +258,7 @@ fn session_files(dir: &Path) -> Vec<PathBuf> {
 fn sigterm_drains_and_the_session_file_holds_every_bin() {
     let dir = tempfile::tempdir().unwrap();
     let (mf, rec) = demo(2000);
-    let mut serve = spawn_serve(dir.path(), &[]);
-    let ctx = zmq::Context::new();
-    wait_status(&ctx, &serve.control, |v| v["ok"] == true);
-    let mut p = Publisher::new(&ctx, &serve.ingest, false).unwrap();
-    p.wait_for_subscriber(Duration::from_secs(10)).unwrap();
-    let stop = AtomicBool::new(false);
-    p.replay(&rec, &ReplayOptions { speed: None, ..ReplayOptions::default() }, &stop).unwrap();
+    let (mut serve, ctx, _p) = serve_and_replay(dir.path(), &rec);
     wait_status(&ctx, &serve.control, |v| v["counters"]["bins_in"] == 2000 && v["counters"]["behavior_in"] == 2000);
     let out = sigterm(&mut serve.child);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -537,13 +545,7 @@ fn a_signal_with_frames_in_flight_still_records_every_frame() {
     for sig in ["TERM", "INT"] {
         let dir = tempfile::tempdir().unwrap();
         let (_, rec) = demo(3000);
-        let mut serve = spawn_serve(dir.path(), &[]);
-        let ctx = zmq::Context::new();
-        wait_status(&ctx, &serve.control, |v| v["ok"] == true);
-        let mut p = Publisher::new(&ctx, &serve.ingest, false).unwrap();
-        p.wait_for_subscriber(Duration::from_secs(10)).unwrap();
-        let stop = AtomicBool::new(false);
-        p.replay(&rec, &ReplayOptions { speed: None, ..ReplayOptions::default() }, &stop).unwrap();
+        let (mut serve, _ctx, _p) = serve_and_replay(dir.path(), &rec);
         let out = stop_with(&mut serve.child, sig);
         assert!(out.status.success(), "SIG{sig}: {}", String::from_utf8_lossy(&out.stderr));
         let files = session_files(dir.path());
@@ -561,13 +563,7 @@ fn a_signal_with_frames_in_flight_still_records_every_frame() {
 fn a_stopped_stream_reaches_the_open_session_file() {
     let dir = tempfile::tempdir().unwrap();
     let (_, rec) = demo(2000);
-    let mut serve = spawn_serve(dir.path(), &[]);
-    let ctx = zmq::Context::new();
-    wait_status(&ctx, &serve.control, |v| v["ok"] == true);
-    let mut p = Publisher::new(&ctx, &serve.ingest, false).unwrap();
-    p.wait_for_subscriber(Duration::from_secs(10)).unwrap();
-    let stop = AtomicBool::new(false);
-    p.replay(&rec, &ReplayOptions { speed: None, ..ReplayOptions::default() }, &stop).unwrap();
+    let (mut serve, ctx, _p) = serve_and_replay(dir.path(), &rec);
     wait_status(&ctx, &serve.control, |v| v["counters"]["bins_out"] == 2000);
     let files = session_files(dir.path());
     assert_eq!(files.len(), 1, "{files:?}");
