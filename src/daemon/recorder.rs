@@ -11,6 +11,9 @@
 //! `/output_flags` and the raw behaviour log, so `train` and `eval` read it
 //! directly. Files rotate by duration or size, and at every stream restart
 //! (seq back to 0), so seqs within one file are unique and increasing.
+//! The open file is flushed to the OS every `FLUSH_EVERY` (every batch when
+//! the disk is short of room), not after every batch: each HDF5 flush writes
+//! every partly filled chunk whole.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
