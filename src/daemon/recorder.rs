@@ -495,14 +495,15 @@ impl Recorder {
         let Some(f) = self.current.as_mut() else { return };
         let before = f.bytes;
         let earlier = f.unflushed_items;
-        let written = f.write(b).and_then(|()| if flush_now { f.flush() } else { Ok(()) });
+        let written = f.write(b).map_err(|e| (e, f.w.path().to_path_buf()));
         LoopCounters::add(&self.counters.recorded_bytes, f.bytes - before);
-        let on_disk = std::fs::metadata(f.w.path()).map(|m| m.len()).unwrap_or(0);
-        self.counters.session.file_bytes.store(on_disk, Ordering::Relaxed);
         match written {
-            Ok(()) => self.recovered(),
-            Err(e) => {
-                let path = f.w.path().to_path_buf();
+            Ok(()) => {
+                if !flush_now || self.flush_current() {
+                    self.recovered();
+                }
+            }
+            Err((e, path)) => {
                 self.incident(&path, &e, "writing the session file failed; it is closed at its last good flush");
                 // Batches appended since the last flush may not have reached the file either.
                 self.lose_items(earlier);
@@ -570,18 +571,32 @@ impl Recorder {
 
     /// Flushes the current file once `FLUSH_EVERY` has passed since its last
     /// flush (so at most that much accepted data is only in this process's
-    /// memory). A failed flush loses every item appended since the last one.
+    /// memory).
     fn flush_if_due(&mut self) {
-        let Some(f) = self.current.as_mut() else { return };
-        if f.unflushed_items == 0 || f.flushed_at.elapsed() < FLUSH_EVERY {
-            return;
+        if self.current.as_ref().is_some_and(|f| f.unflushed_items > 0 && f.flushed_at.elapsed() >= FLUSH_EVERY) {
+            self.flush_current();
         }
+    }
+
+    /// Flushes the current file and reports its size on disk (which only
+    /// changes meaningfully at a flush). A failed flush loses every item
+    /// appended since the last one and closes the file; false then.
+    fn flush_current(&mut self) -> bool {
+        let Some(f) = self.current.as_mut() else { return true };
         let items = f.unflushed_items;
-        if let Err(e) = f.flush() {
-            let path = f.w.path().to_path_buf();
-            self.incident(&path, &e, "flushing the session file failed; it is closed at its last good flush");
-            self.lose_items(items);
-            self.close_current();
+        match f.flush() {
+            Ok(()) => {
+                let on_disk = std::fs::metadata(f.w.path()).map(|m| m.len()).unwrap_or(0);
+                self.counters.session.file_bytes.store(on_disk, Ordering::Relaxed);
+                true
+            }
+            Err(e) => {
+                let path = f.w.path().to_path_buf();
+                self.incident(&path, &e, "flushing the session file failed; it is closed at its last good flush");
+                self.lose_items(items);
+                self.close_current();
+                false
+            }
         }
     }
 
