@@ -155,7 +155,9 @@ pub struct BenchArgs {
     #[arg(long)]
     pub pin: bool,
     /// Transports to measure side by side: protocol-v1, lsl, redis (input
-    /// only; outputs over the protocol-v1 socket), shm (iceoryx2 both ways).
+    /// only; outputs over the protocol-v1 socket), shm (iceoryx2 both ways),
+    /// forwarder (protocol v1 to a do-nothing forwarder instead of the
+    /// daemon: the transport alone, the reference for protocol-v1 figures).
     #[arg(long, value_delimiter = ',', default_value = "protocol-v1")]
     pub transport: Vec<String>,
     /// With `--transport shm`: the daemon's `ingest.shm.spin_us` (poll this

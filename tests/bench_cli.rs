@@ -75,3 +75,29 @@ fn bad_arguments_exit_64_naming_the_argument() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+/// The transport-alone reference runs with the same rig and subscriber:
+/// every bin comes back, stamped with the time it was sent (a forwarder
+/// that lost bins or dropped the timestamp would fail here), and it is
+/// reported next to the daemon's run under its own name.
+#[test]
+fn the_forwarder_reference_returns_every_bin_with_its_send_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let args = ["--channels", "8", "--rate", "max", "--seconds", "1", "--transport", "forwarder,protocol-v1"];
+    let out = bench(&[&args[..], &["--json", json.to_str().unwrap()]].concat());
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "bench failed: {stdout}\n{stderr}");
+    assert!(stdout.contains("| forwarder | 8 |"), "the table has no forwarder row: {stdout}");
+    let results: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let names: Vec<&str> = results.as_array().unwrap().iter().map(|r| r["transport"].as_str().unwrap()).collect();
+    assert_eq!(names, ["forwarder", "protocol-v1"], "{results}");
+    let r = &results[0];
+    let sent = num(r, "sent");
+    assert!(sent > 100.0, "the forwarder moved only {sent} bins in 1 s: {r}");
+    assert_eq!(num(r, "received"), sent, "{r}");
+    assert_eq!(num(r, "daemon_bins_in"), sent, "bins the forwarder took in: {r}");
+    assert_eq!(num(r, "lost"), 0.0, "{r}");
+    // Send time → receipt, not time since boot: the frame's t_ns came back.
+    assert!(num(r, "p50_us") > 0.0 && num(r, "max_us") < 1e6, "latency {r}");
+}

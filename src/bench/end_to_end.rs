@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use hdrhistogram::Histogram;
 
 use super::rig::{RedisServer, Rig, Transport};
 use super::subscriber::{spawn_subscriber, Outputs};
@@ -24,6 +25,9 @@ const MAX_IN_FLIGHT: u64 = 256;
 /// One end-to-end run: input over `spec.transport`, outputs over the
 /// protocol-v1 publish socket (shared memory: over shared memory).
 pub fn end_to_end(spec: &RunSpec) -> anyhow::Result<BenchResult> {
+    if spec.transport == Transport::Forwarder {
+        return super::forwarder::run(spec);
+    }
     let dir = tempfile_dir()?;
     let (cfg, server, outlet) = configure(spec, &dir)?;
     let daemon = start_daemon(&cfg, spec)?;
@@ -62,15 +66,26 @@ pub fn end_to_end(spec: &RunSpec) -> anyhow::Result<BenchResult> {
     stop_sub.store(true, Ordering::Relaxed);
     let (h, imputed) = subscriber.join().map_err(|_| anyhow::anyhow!("subscriber panicked"))??;
     let _ = std::fs::remove_dir_all(&dir);
-    let received = received.load(Ordering::Relaxed);
-    let n = Counts { sent: timing.sent, received, imputed };
-    let secs = if spec.rate_hz.is_some() { timing.send_secs } else { timing.done_secs.max(timing.send_secs) };
-    let mut r = BenchResult::new(spec.channels, spec.rate_hz, &h, n, received as f64 / secs, "end_to_end");
-    r.background_training = spec.background_training;
-    r.transport = spec.transport.label();
+    let mut r = result_of(spec, &timing, &h, received.load(Ordering::Relaxed), imputed);
     r.admin = admin_report;
     add_daemon_side(&mut r, &summary);
     Ok(r)
+}
+
+/// The subscriber's side of a run's result (daemon-side fields still 0).
+pub(super) fn result_of(
+    spec: &RunSpec,
+    timing: &Timing,
+    h: &Histogram<u64>,
+    received: u64,
+    imputed: u64,
+) -> BenchResult {
+    let n = Counts { sent: timing.sent, received, imputed };
+    let secs = if spec.rate_hz.is_some() { timing.send_secs } else { timing.done_secs.max(timing.send_secs) };
+    let mut r = BenchResult::new(spec.channels, spec.rate_hz, h, n, received as f64 / secs, "end_to_end");
+    r.background_training = spec.background_training;
+    r.transport = spec.transport.label();
+    r
 }
 
 /// The daemon's config for this run, with the redis-server or LSL outlet the
@@ -120,14 +135,14 @@ fn start_daemon(cfg: &ServeConfig, spec: &RunSpec) -> anyhow::Result<Daemon> {
 }
 
 /// When sending ended and when the last output arrived (or gave up).
-struct Timing {
+pub(super) struct Timing {
     sent: u64,
     send_secs: f64,
     done_secs: f64,
 }
 
 /// Sends for `spec.seconds`, then waits up to 10 s for the outputs.
-fn send_all(rig: &mut Rig, spec: &RunSpec, received: &AtomicU64) -> anyhow::Result<Timing> {
+pub(super) fn send_all(rig: &mut Rig, spec: &RunSpec, received: &AtomicU64) -> anyhow::Result<Timing> {
     let data = synthetic_bins(spec.channels, 1000, 3);
     let start = Instant::now();
     let mut sent = 0u64;

@@ -8,10 +8,12 @@
 //!
 //! - [`end_to_end`]: one run, from configuration to result;
 //! - `rig`: the sending side per transport; `subscriber`: the receiving side;
+//! - `forwarder`: the transport alone, a do-nothing stand-in for the daemon;
 //! - [`background_training`]: a training job to measure decoding under load;
 //! - [`plot_svg`]: the latency plot.
 
 mod end_to_end;
+mod forwarder;
 mod rig;
 mod subscriber;
 mod svg;

@@ -30,6 +30,9 @@ pub enum Transport {
     /// `[publish.shm]`), the daemon polling this many µs before it sleeps
     /// (`ingest.shm.spin_us`).
     Shm { spin_us: u64 },
+    /// Protocol-v1 frames over ZeroMQ TCP loopback to a do-nothing
+    /// forwarder in place of the daemon (`forwarder.rs`): the transport alone.
+    Forwarder,
 }
 
 impl Transport {
@@ -39,6 +42,7 @@ impl Transport {
             "lsl" => Some(Self::Lsl),
             "redis" => Some(Self::Redis),
             "shm" => Some(Self::Shm { spin_us: 0 }),
+            "forwarder" => Some(Self::Forwarder),
             _ => None,
         }
     }
@@ -49,6 +53,7 @@ impl Transport {
             Self::Lsl => "lsl",
             Self::Redis => "redis",
             Self::Shm { .. } => "shm",
+            Self::Forwarder => "forwarder",
         }
     }
 
@@ -106,7 +111,7 @@ impl Rig {
     /// Input config for `transport` (and the server it needs).
     pub(super) fn configure(transport: Transport, cfg: &mut ServeConfig) -> anyhow::Result<Option<RedisServer>> {
         match transport {
-            Transport::ProtocolV1 => Ok(None),
+            Transport::ProtocolV1 | Transport::Forwarder => Ok(None),
             Transport::Lsl => {
                 cfg.ingest.kind = "lsl".into();
                 cfg.ingest.lsl.name = format!("alternator-bench-{}", std::process::id());
@@ -164,7 +169,12 @@ impl Rig {
                 _server: server,
             });
         }
-        let p = Publisher::new(ctx, &daemon.ingest_endpoint, false)?;
+        Self::zmq(ctx, &daemon.ingest_endpoint)
+    }
+
+    /// A protocol-v1 publisher connected to `endpoint`, once its subscriber is there.
+    pub(super) fn zmq(ctx: &zmq::Context, endpoint: &str) -> anyhow::Result<Rig> {
+        let p = Publisher::new(ctx, endpoint, false)?;
         p.wait_for_subscriber(Duration::from_secs(5))?;
         Ok(Rig::Zmq(p))
     }

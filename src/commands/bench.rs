@@ -80,7 +80,9 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         .iter()
         .map(|t| {
             Transport::from_name(t).ok_or_else(|| {
-                UsageError(format!("--transport {t:?}: expected protocol-v1, lsl, redis or shm (comma-separated)"))
+                UsageError(format!(
+                    "--transport {t:?}: expected protocol-v1, lsl, redis, shm or forwarder (comma-separated)"
+                ))
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -108,7 +110,9 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             continue;
         }
         let runs = rates.iter().flat_map(|r| transports.iter().map(move |t| (r, t)));
-        for ((&r, &t), admin) in runs.flat_map(|rt| admin_modes(a.with_admin).map(move |m| (rt, m))) {
+        // The forwarder has no admin server: it runs once.
+        let admin_for = |t: &Transport| a.with_admin && *t != Transport::Forwarder;
+        for ((&r, &t), admin) in runs.flat_map(|rt| admin_modes(admin_for(rt.1)).map(move |m| (rt, m))) {
             let spec = RunSpec {
                 transport: t,
                 channels: c,
