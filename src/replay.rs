@@ -159,12 +159,20 @@ impl Publisher {
         let sock = ctx.socket(zmq::XPUB).map_err(e)?;
         sock.set_sndhwm(0).map_err(e)?;
         sock.set_linger(2000).map_err(e)?;
-        if bind {
+        let endpoint = if bind {
             sock.bind(endpoint).map_err(e)?;
+            // A wildcard port (`tcp://127.0.0.1:*`) resolved to the one bound.
+            sock.get_last_endpoint().ok().and_then(|r| r.ok()).unwrap_or_else(|| endpoint.to_string())
         } else {
             sock.connect(endpoint).map_err(e)?;
-        }
-        Ok(Self { sock, endpoint: endpoint.to_string(), buf: Vec::with_capacity(4096) })
+            endpoint.to_string()
+        };
+        Ok(Self { sock, endpoint, buf: Vec::with_capacity(4096) })
+    }
+
+    /// Where the socket is bound or connected (a wildcard port resolved).
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
     }
 
     /// Waits until a subscription arrives (the daemon's SUB has connected).

@@ -16,15 +16,9 @@ use super::end_to_end::{result_of, send_all};
 use super::rig::Rig;
 use super::subscriber::{spawn_subscriber, Outputs};
 use super::{BenchResult, RunSpec};
+use crate::replay::Publisher;
 use crate::transport::open_socket;
-use crate::wire::{encode_f32, Frame};
-
-/// The forwarder's sockets, moved onto its thread.
-struct Sockets {
-    _ctx: zmq::Context,
-    sub: zmq::Socket,
-    xpub: zmq::Socket,
-}
+use crate::wire::{Dtype, Frame};
 
 /// A running forwarder: its endpoints and how to stop it.
 struct Forwarder {
@@ -61,6 +55,9 @@ impl Forwarder {
     }
 }
 
+/// The forwarder's context (kept alive with them), input and output sockets.
+type Sockets = (zmq::Context, zmq::Socket, Publisher);
+
 fn open(pin: bool) -> anyhow::Result<(Sockets, (String, String))> {
     if pin {
         crate::daemon::os::pin_current_thread(1).context("pinning the forwarder to core 1")?;
@@ -71,29 +68,25 @@ fn open(pin: bool) -> anyhow::Result<(Sockets, (String, String))> {
         s.set_subscribe(b"")?;
         s.set_rcvtimeo(100)
     })?;
-    let (xpub, publish) = open_socket(&ctx, zmq::XPUB, "tcp://127.0.0.1:*", true, |s| {
-        s.set_sndhwm(0)?;
-        s.set_rcvtimeo(100)
-    })?;
-    Ok((Sockets { _ctx: ctx, sub, xpub }, (ingest, publish)))
+    let out = Publisher::new(&ctx, "tcp://127.0.0.1:*", true)?;
+    let publish = out.endpoint().to_string();
+    Ok(((ctx, sub, out), (ingest, publish)))
 }
 
 /// Waits for the subscriber, then forwards until `stop`; returns the count.
-fn forward(s: Sockets, subscribed: &AtomicBool, stop: &AtomicBool) -> u64 {
-    while !stop.load(Ordering::Relaxed) && !subscribed.load(Ordering::Relaxed) {
-        if let Ok(m) = s.xpub.recv_bytes(0) {
-            subscribed.store(m.first() == Some(&1), Ordering::Relaxed);
-        }
+fn forward((_ctx, sub, mut out): Sockets, subscribed: &AtomicBool, stop: &AtomicBool) -> u64 {
+    if out.wait_for_subscriber(Duration::from_secs(10)).is_err() {
+        return 0;
     }
-    let (mut topic, mut body, mut enc) = (zmq::Message::new(), zmq::Message::new(), Vec::with_capacity(64));
+    subscribed.store(true, Ordering::Relaxed);
+    let (mut topic, mut body) = (zmq::Message::new(), zmq::Message::new());
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
-        if s.sub.recv(&mut topic, 0).is_err() || !topic.get_more() || s.sub.recv(&mut body, 0).is_err() {
+        if sub.recv(&mut topic, 0).is_err() || !topic.get_more() || sub.recv(&mut body, 0).is_err() {
             continue;
         }
         let Ok(f) = Frame::parse(&body, 1 << 20) else { continue };
-        encode_f32(&mut enc, f.header.seq, f.header.t_ns, 0, 2, &[0.0, 0.0]);
-        if s.xpub.send(&b"decoded"[..], zmq::SNDMORE).is_ok() && s.xpub.send(&enc[..], 0).is_ok() {
+        if out.send("decoded", Dtype::F32, f.header.seq, f.header.t_ns, 2, &[0.0, 0.0]).is_ok() {
             n += 1;
         }
     }
